@@ -1,0 +1,1 @@
+"""Building blocks shared by the algorithm: validation, buffers, trees, noise."""

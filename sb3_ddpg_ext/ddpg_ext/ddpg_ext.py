@@ -1,0 +1,376 @@
+"""DDPGExt: DDPG as an SB3 off-policy algorithm, with each later improvement a switch."""
+
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+from stable_baselines3.td3.policies import Actor
+
+from sb3_ddpg_ext.common.validation import (
+    accepted_keyword_arguments,
+    check_bounded_box_action_space,
+    check_int,
+    check_known_keys,
+    check_range,
+)
+from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
+
+SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
+
+# Arguments the algorithm passes to the policy itself; they are not for ``policy_kwargs``.
+_POLICY_ARGUMENTS_SET_BY_ALGORITHM = ("observation_space", "action_space", "lr_schedule")
+
+
+class DDPGExt(OffPolicyAlgorithm):
+    """
+    DDPG with extensions, a drop-in replacement for SB3's ``DDPG``.
+
+    With no extension switched on, this is the DDPG update of Lillicrap et al. (2016) as SB3 runs it:
+    one critic regressed on ``r + gamma^n (1 - done) Q'(s', mu'(s'))`` and an actor that ascends
+    ``Q(s, mu(s))``, both followed by Polyak-averaged target networks.
+
+    DDPG paper: https://arxiv.org/abs/1509.02971
+    TD3 paper (``n_critics``, ``policy_delay``, target policy smoothing): https://arxiv.org/abs/1802.09477
+
+    :param policy: The policy model to use (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``) or a policy class
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: learning rate for the Adam optimizers of actor and critic;
+        it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: size of the replay buffer
+    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: the soft update coefficient ("Polyak update", in (0, 1])
+    :param gamma: the discount factor, in [0, 1]
+    :param train_freq: Update the model every ``train_freq`` steps. Alternatively pass a tuple of frequency and unit
+        like ``(5, "step")`` or ``(2, "episode")``.
+    :param gradient_steps: How many gradient steps to do after each rollout (see ``train_freq``);
+        ``-1`` means as many gradient steps as steps done in the environment during the rollout.
+    :param action_noise: the action noise added for exploration (None by default),
+        cf ``stable_baselines3.common.noise``
+    :param replay_buffer_class: Replay buffer class to use (for instance ``HerReplayBuffer``).
+        If ``None``, it is selected from the observation space and ``n_steps``.
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
+    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
+        at a cost of more complexity.
+        See https://github.com/DLR-RM/stable-baselines3/issues/37#issuecomment-637501195
+    :param n_steps: n-step returns when > 1. Unlike SB3, it is also applied to a custom ``replay_buffer_class``
+        that accepts ``n_steps``/``gamma`` (and a clear error is raised for one that does not).
+    :param policy_delay: update the actor and the target networks once every ``policy_delay`` critic updates
+        (TD3 uses 2; DDPG 1)
+    :param target_policy_noise: standard deviation of the Gaussian noise added to the target action
+        (TD3's target policy smoothing; 0 switches it off)
+    :param target_noise_clip: absolute limit of that noise (clipping only when > 0)
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation, see :class:`DDPGExtPolicy`
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
+        debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    # Lists of tensors derived from the policy in _create_aliases: rebuilt on load, never saved.
+    _derived_attributes = ("_online_params", "_target_params", "_online_running_stats", "_target_running_stats")
+
+    policy: DDPGExtPolicy
+    actor: Actor
+    actor_target: Actor
+    critic: ContinuousCritic
+    critic_target: ContinuousCritic
+
+    def __init__(
+        self,
+        policy: str | type[DDPGExtPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        policy_delay: int = 1,
+        target_policy_noise: float = 0.0,
+        target_noise_clip: float = 0.0,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        self._check_policy(policy)
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            # The action space is checked by _check_arguments, with a clearer error than SB3's assertion.
+            supported_action_spaces=None,
+            support_multi_env=True,
+        )
+        self.policy_delay = policy_delay
+        self.target_policy_noise = target_policy_noise
+        self.target_noise_clip = target_noise_clip
+        self._check_arguments()
+
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def _check_policy(cls, policy: Any) -> None:
+        if isinstance(policy, str):
+            if policy not in cls.policy_aliases:
+                raise ValueError(f"`policy` must be one of {sorted(cls.policy_aliases)} or a policy class, got {policy!r}")
+        elif not (isinstance(policy, type) and issubclass(policy, BasePolicy)):
+            raise TypeError(f"`policy` must be a policy alias string or a BasePolicy subclass, got {policy!r}")
+
+    def _check_arguments(self) -> None:
+        """Raise a clear error for any invalid constructor argument, before anything is built."""
+        if not callable(self.learning_rate):
+            check_range("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
+        check_int("buffer_size", self.buffer_size, 1)
+        check_int("learning_starts", self.learning_starts, 0)
+        check_int("batch_size", self.batch_size, 1)
+        check_range("tau", self.tau, low=0.0, high=1.0, low_inclusive=False)
+        check_range("gamma", self.gamma, low=0.0, high=1.0)
+        check_int("gradient_steps", self.gradient_steps, -1)
+        check_int("n_steps", self.n_steps, 1)
+        check_int("policy_delay", self.policy_delay, 1)
+        check_range("target_policy_noise", self.target_policy_noise, low=0.0)
+        check_range("target_noise_clip", self.target_noise_clip, low=0.0)
+        if self.action_noise is not None and not isinstance(self.action_noise, ActionNoise):
+            raise TypeError(f"`action_noise` must be None or an ActionNoise instance, got {self.action_noise!r}")
+        if self.action_space is not None:  # None while loading a saved model
+            check_bounded_box_action_space(self.action_space)
+        check_known_keys(
+            "policy_kwargs",
+            self.policy_kwargs,
+            accepted_keyword_arguments(self.policy_class, skip=_POLICY_ARGUMENTS_SET_BY_ALGORITHM),
+        )
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        if self.replay_buffer is None:
+            self.replay_buffer = self._make_replay_buffer()
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
+        self.policy = self.policy.to(self.device)
+        self._convert_train_freq()
+        self._create_aliases()
+
+    def _make_replay_buffer(self) -> ReplayBuffer:
+        """
+        Build the replay buffer. ``n_steps`` is handed to any buffer class that takes it (SB3 drops it
+        silently for a custom class); a class that cannot do n-step returns is an error, not a no-op.
+        """
+        if self.replay_buffer_class is None:
+            if isinstance(self.observation_space, spaces.Dict):
+                self.replay_buffer_class = DictReplayBuffer
+            elif self.n_steps > 1:
+                self.replay_buffer_class = NStepReplayBuffer
+            else:
+                self.replay_buffer_class = ReplayBuffer
+        if self.n_steps > 1:
+            self._pass_n_steps_to_buffer(self.replay_buffer_class)
+        # A local copy: the env must not be pickled with the kwargs when using HerReplayBuffer.
+        replay_buffer_kwargs = self.replay_buffer_kwargs.copy()
+        if issubclass(self.replay_buffer_class, HerReplayBuffer):
+            assert self.env is not None, "You must pass an environment when using `HerReplayBuffer`"
+            replay_buffer_kwargs["env"] = self.env
+        return self.replay_buffer_class(
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+            optimize_memory_usage=self.optimize_memory_usage,
+            **replay_buffer_kwargs,
+        )
+
+    def _pass_n_steps_to_buffer(self, buffer_class: type[ReplayBuffer]) -> None:
+        if buffer_class is DictReplayBuffer:
+            raise ValueError(
+                f"`n_steps={self.n_steps}`: n-step returns are not supported yet for Dict observation spaces "
+                "(SB3's NStepReplayBuffer handles Box observations only)"
+            )
+        accepted = accepted_keyword_arguments(buffer_class)
+        if accepted is not None and not {"n_steps", "gamma"} <= accepted:
+            raise ValueError(
+                f"`n_steps={self.n_steps}` needs a replay buffer that computes n-step returns, but "
+                f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
+            )
+        for key, value in (("n_steps", self.n_steps), ("gamma", self.gamma)):
+            given = self.replay_buffer_kwargs.setdefault(key, value)
+            if given != value:
+                raise ValueError(f"`replay_buffer_kwargs['{key}']={given!r}` contradicts `{key}={value!r}`")
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.actor_target = self.policy.actor_target
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+        # Resolved once: walking the module tree on every update costs more than the update of a small net.
+        self._online_params = [*self.critic.parameters(), *self.actor.parameters()]
+        self._target_params = [*self.critic_target.parameters(), *self.actor_target.parameters()]
+        # Running statistics (BatchNorm) are copied, not averaged, see SB3 issue #996.
+        self._online_running_stats = get_parameters_by_name(self.critic, ["running_"]) + get_parameters_by_name(
+            self.actor, ["running_"]
+        )
+        self._target_running_stats = get_parameters_by_name(self.critic_target, ["running_"]) + get_parameters_by_name(
+            self.actor_target, ["running_"]
+        )
+
+    # ------------------------------------------------------------------ the update
+
+    def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        assert self.replay_buffer is not None
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+
+        critic_losses, actor_losses, q_means = [], [], []
+        for _ in range(gradient_steps):
+            self._n_updates += 1
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[arg-type]
+
+            target_q = self._td_target(batch)
+            critic_loss, current_q = self._critic_loss(batch, target_q)
+            self._optimize(self.critic.optimizer, critic_loss)
+            critic_losses.append(critic_loss.detach())
+            q_means.append(current_q.mean())
+
+            if self._n_updates % self.policy_delay == 0:
+                actor_loss = self._actor_loss(batch.observations)
+                self._optimize(self.actor.optimizer, actor_loss)
+                actor_losses.append(actor_loss.detach())
+                self._update_target_networks()
+
+        self._record_train_stats(critic_losses, actor_losses, q_means)
+
+    def _td_target(self, batch: ReplayBufferSamples) -> th.Tensor:
+        """
+        ``y = r + discount * (1 - done) * min_k Q'_k(s', a')`` with ``a'`` the target actor's action
+        (smoothed by clipped noise when ``target_policy_noise > 0``). For n-step samples the buffer gives
+        the n-step reward sum and the matching ``discount = gamma^m``; otherwise ``discount = gamma``.
+
+        :param batch: replay samples
+        :return: TD targets, shape ``(batch_size, 1)``
+        """
+        discounts = batch.discounts if batch.discounts is not None else self.gamma
+        with th.no_grad():
+            next_actions = self._target_actions(batch.next_observations)
+            next_q = th.cat(self.critic_target(batch.next_observations, next_actions), dim=1)
+            next_q = next_q.min(dim=1, keepdim=True).values
+            return batch.rewards + (1.0 - batch.dones) * discounts * next_q
+
+    def _target_actions(self, next_observations: PyTorchObs) -> th.Tensor:
+        actions = self.actor_target(next_observations)
+        if self.target_policy_noise > 0:
+            noise = th.randn_like(actions) * self.target_policy_noise
+            if self.target_noise_clip > 0:
+                noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+            actions = (actions + noise).clamp(-1.0, 1.0)
+        return actions
+
+    def _critic_loss(self, batch: ReplayBufferSamples, target_q: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Sum over critics of the mean squared TD error (SB3's TD3/DDPG loss).
+
+        :param batch: replay samples
+        :param target_q: TD targets, shape ``(batch_size, 1)``
+        :return: the loss and the critics' current Q-values, shape ``(batch_size, n_critics)``
+        """
+        current_q = th.cat(self.critic(batch.observations, batch.actions), dim=1)
+        td_errors = current_q - target_q
+        return td_errors.square().sum(dim=1).mean(), current_q.detach()
+
+    def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
+        """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""
+        return -self.critic.q1_forward(observations, self.actor(observations)).mean()
+
+    @staticmethod
+    def _optimize(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def _update_target_networks(self) -> None:
+        polyak_update(self._online_params, self._target_params, self.tau)
+        polyak_update(self._online_running_stats, self._target_running_stats, 1.0)
+
+    def _record_train_stats(self, critic_losses: list[th.Tensor], actor_losses: list[th.Tensor], q_means: list[th.Tensor]) -> None:
+        # One device sync per train() call instead of one per gradient step.
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/critic_loss", th.stack(critic_losses).mean().item())
+        self.logger.record("train/q_mean", th.stack(q_means).mean().item())
+        if actor_losses:
+            self.logger.record("train/actor_loss", th.stack(actor_losses).mean().item())
+
+    # ------------------------------------------------------------------ SB3 plumbing
+
+    def learn(
+        self: SelfDDPGExt,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DDPGExt",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDDPGExt:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "actor", "critic", "actor_target", "critic_target", *self._derived_attributes]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "actor.optimizer", "critic.optimizer"], []
+

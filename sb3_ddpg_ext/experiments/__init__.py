@@ -1,0 +1,1 @@
+"""Optional tooling around DDPGExt: hyperparameter files, tuning, benchmarks."""

@@ -1,0 +1,211 @@
+"""
+Read RL-Zoo-format hyperparameter files into DDPGExt keyword arguments.
+
+The format is RL Zoo's (one block per env id, ``n_timesteps``, ``policy``, ``noise_type``/``noise_std``,
+``normalize``, ``n_envs``, ``lin_<value>`` schedules, ``policy_kwargs``), read with ``yaml.safe_load``.
+Nothing is ``eval``-ed: RL Zoo's ``policy_kwargs: "dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``
+strings are parsed as a syntax tree in which only literals and ``torch.nn``/``torch.optim`` names
+are allowed; a plain YAML mapping is accepted too.
+"""
+
+import ast
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import yaml
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.utils import LinearSchedule
+from torch import nn, optim
+
+from sb3_ddpg_ext.common.validation import accepted_keyword_arguments
+from sb3_ddpg_ext.ddpg_ext import DDPGExt
+
+DEFAULT_HYPERPARAMS = pathlib.Path(__file__).resolve().parent.parent / "hyperparams" / "ddpg_ext.yml"
+
+NOISE_CLASSES: dict[str, type[ActionNoise]] = {
+    "normal": NormalActionNoise,
+    "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise,
+}
+# RL Zoo keys that need code this project does not run (wrappers, callbacks given as import strings).
+UNSUPPORTED_KEYS = ("env_wrapper", "vec_env_wrapper", "frame_stack", "callback", "post_process_env")
+# Keys of an entry that configure the experiment rather than the algorithm.
+EXPERIMENT_KEYS = ("n_timesteps", "n_envs", "normalize", "noise_type", "noise_std", "env_kwargs")
+# Modules whose attributes may be named in a policy_kwargs string, under the aliases RL Zoo files use.
+_NAMESPACES = {"nn": nn, "th.nn": nn, "torch.nn": nn, "optim": optim, "th.optim": optim, "torch.optim": optim}
+
+
+@dataclass
+class ExperimentConfig:
+    """
+    One hyperparameter entry, converted.
+
+    :param env_id: Gymnasium environment id
+    :param n_timesteps: training budget in environment steps
+    :param n_envs: number of parallel environments
+    :param normalize: ``VecNormalize`` keyword arguments, or ``None`` for no normalisation
+    :param env_kwargs: keyword arguments for ``gymnasium.make``
+    :param noise_type: ``normal``, ``ornstein-uhlenbeck`` or ``None``
+    :param noise_std: standard deviation of the action noise (scalar or one per action dimension)
+    :param model_kwargs: keyword arguments for :class:`DDPGExt` (everything else in the entry)
+    """
+
+    env_id: str
+    n_timesteps: int
+    n_envs: int = 1
+    normalize: dict[str, Any] | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    noise_type: str | None = None
+    noise_std: float | list[float] = 0.1
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def make_action_noise(self, action_dim: int) -> ActionNoise | None:
+        """
+        :param action_dim: size of the action space
+        :return: the action noise of this entry, or ``None``
+        """
+        if self.noise_type is None:
+            return None
+        sigma = np.broadcast_to(np.asarray(self.noise_std, dtype=np.float64), (action_dim,)).copy()
+        return NOISE_CLASSES[self.noise_type](mean=np.zeros(action_dim), sigma=sigma)
+
+
+def load_entry(env_id: str, path: str | pathlib.Path = DEFAULT_HYPERPARAMS) -> ExperimentConfig:
+    """
+    Read the entry of ``env_id`` from a hyperparameter file.
+
+    :param env_id: Gymnasium environment id (the entry's key)
+    :param path: YAML file in RL Zoo's format
+    :return: the converted entry
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"hyperparameter file {str(path)!r} does not exist")
+    with path.open() as file:
+        entries = yaml.safe_load(file) or {}
+    if env_id not in entries:
+        raise ValueError(f"{str(path)!r} has no entry for env {env_id!r}; it has entries for {sorted(entries)}")
+    return parse_entry(env_id, entries[env_id], source=f"{path}[{env_id}]")
+
+
+def parse_entry(env_id: str, entry: dict[str, Any], source: str = "entry") -> ExperimentConfig:
+    """
+    Convert one RL-Zoo-format entry.
+
+    :param env_id: Gymnasium environment id
+    :param entry: the raw mapping read from YAML
+    :param source: where the entry comes from, for error messages
+    :return: the converted entry
+    """
+    entry = dict(entry)
+    unsupported = sorted(set(entry) & set(UNSUPPORTED_KEYS))
+    if unsupported:
+        raise ValueError(f"{source}: keys {unsupported} are not supported by sb3-ddpg-ext")
+    experiment = {key: entry.pop(key) for key in EXPERIMENT_KEYS if key in entry}
+    model_kwargs = _convert_model_kwargs(entry, source)
+
+    noise_type = experiment.get("noise_type")
+    if noise_type is not None and noise_type not in NOISE_CLASSES:
+        raise ValueError(f"{source}: `noise_type` must be one of {sorted(NOISE_CLASSES)}, got {noise_type!r}")
+    if "n_timesteps" not in experiment:
+        raise ValueError(f"{source}: `n_timesteps` is required")
+    return ExperimentConfig(
+        env_id=env_id,
+        n_timesteps=int(float(experiment["n_timesteps"])),
+        n_envs=int(experiment.get("n_envs", 1)),
+        normalize=_convert_normalize(experiment.get("normalize", False), source),
+        env_kwargs=dict(experiment.get("env_kwargs") or {}),
+        noise_type=noise_type,
+        noise_std=experiment.get("noise_std", 0.1),
+        model_kwargs=model_kwargs,
+    )
+
+
+def _convert_model_kwargs(entry: dict[str, Any], source: str) -> dict[str, Any]:
+    accepted = accepted_keyword_arguments(DDPGExt, skip=("env", "_init_setup_model", "seed", "verbose", "tensorboard_log"))
+    assert accepted is not None
+    unknown = sorted(set(entry) - accepted)
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; allowed keys are {sorted(accepted | set(EXPERIMENT_KEYS))}")
+    kwargs = dict(entry)
+    if isinstance(kwargs.get("learning_rate"), str):
+        kwargs["learning_rate"] = parse_schedule(kwargs["learning_rate"], source)
+    if isinstance(kwargs.get("train_freq"), list):
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
+    if "policy_kwargs" in kwargs:
+        kwargs["policy_kwargs"] = parse_policy_kwargs(kwargs["policy_kwargs"], source)
+    return kwargs
+
+
+def parse_schedule(value: str, source: str = "entry") -> LinearSchedule:
+    """
+    RL Zoo's ``lin_<initial>``: linear decay from ``initial`` to 0 over training.
+
+    :param value: e.g. ``"lin_7.3e-4"``
+    :param source: where the value comes from, for error messages
+    """
+    prefix, _, number = value.partition("_")
+    try:
+        initial = float(number)
+    except ValueError:
+        initial = float("nan")
+    if prefix != "lin" or not np.isfinite(initial):
+        raise ValueError(f"{source}: a schedule must look like 'lin_<float>', got {value!r}")
+    return LinearSchedule(start=initial, end=0.0, end_fraction=1.0)
+
+
+def parse_policy_kwargs(value: str | dict[str, Any], source: str = "entry") -> dict[str, Any]:
+    """
+    Accept a YAML mapping or RL Zoo's ``"dict(key=value, ...)"`` string, without ``eval``.
+
+    :param value: the raw ``policy_kwargs`` value
+    :param source: where the value comes from, for error messages
+    :return: the keyword arguments, with class names resolved in ``torch.nn``/``torch.optim``
+    """
+    if isinstance(value, str):
+        try:
+            tree = ast.parse(value.strip(), mode="eval").body
+        except SyntaxError as error:
+            raise ValueError(f"{source}: `policy_kwargs` string {value!r} is not valid syntax") from error
+        if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "dict" and not tree.args):
+            raise ValueError(f"{source}: `policy_kwargs` string must be 'dict(key=value, ...)', got {value!r}")
+        value = {keyword.arg: _literal_or_name(keyword.value, source) for keyword in tree.keywords if keyword.arg}
+    if not isinstance(value, dict):
+        raise ValueError(f"{source}: `policy_kwargs` must be a mapping or a 'dict(...)' string, got {value!r}")
+    return {key: _resolve_class_name(item, source) if key in ("activation_fn", "optimizer_class") else item for key, item in value.items()}
+
+
+def _literal_or_name(node: ast.expr, source: str) -> Any:
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        return ast.unparse(node)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        return {keyword.arg: _literal_or_name(keyword.value, source) for keyword in node.keywords if keyword.arg}
+    try:
+        return ast.literal_eval(node)
+    except ValueError as error:
+        raise ValueError(f"{source}: only literals and torch names are allowed in `policy_kwargs`, got {ast.unparse(node)!r}") from error
+
+
+def _resolve_class_name(name: Any, source: str) -> Any:
+    if not isinstance(name, str):
+        return name
+    namespace, _, attribute = name.rpartition(".")
+    module = _NAMESPACES.get(namespace or "nn")
+    resolved = getattr(module, attribute, None) if module is not None else None
+    if not isinstance(resolved, type):
+        raise ValueError(f"{source}: {name!r} is not a class of torch.nn or torch.optim (e.g. 'nn.ReLU', 'th.optim.Adam')")
+    return resolved
+
+
+def _convert_normalize(value: Any, source: str) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        # RL Zoo writes e.g. "{'norm_obs': True, 'norm_reward': False}".
+        value = ast.literal_eval(value)
+    if value is True:
+        return {}
+    if value is False or value is None:
+        return None
+    if isinstance(value, dict):
+        return dict(value)
+    raise ValueError(f"{source}: `normalize` must be a boolean or a mapping of VecNormalize arguments, got {value!r}")
