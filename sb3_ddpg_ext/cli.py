@@ -62,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress_bar=not args.no_progress_bar,
                 verbose=args.verbose,
             )
-            steps_per_second = result.n_timesteps / result.train_seconds
-            print(f"trained {args.env} for {result.n_timesteps} steps in {result.train_seconds:.1f} s ({steps_per_second:.0f} steps/s)")
+            speed = result.n_timesteps / result.train_seconds
+            print(f"trained {args.env} for {result.n_timesteps} steps in {result.train_seconds:.1f} s ({speed:.0f} steps/s)")
             print(f"saved model to {result.model_path}")
             print(f"evaluation return: {result.evaluation}")
         else:

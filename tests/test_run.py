@@ -36,12 +36,20 @@ def test_default_is_one_critic_with_targets_and_400_300_networks():
     for online, target in ((model.actor, model.actor_target), (model.critic, model.critic_target)):
         for p, q in zip(online.parameters(), target.parameters(), strict=True):
             assert th.equal(p, q) and p is not q
-    assert (model.learning_rate, model.batch_size, model.tau, model.gamma, model.learning_starts) == (1e-3, 256, 0.005, 0.99, 100)
+    assert (model.learning_rate, model.batch_size, model.tau, model.gamma, model.learning_starts) == (
+        1e-3,
+        256,
+        0.005,
+        0.99,
+        100,
+    )
 
 
 def test_action_bounds_other_than_unit_are_respected():
     env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), min_action=np.float32(-0.5), max_action=np.float32(3.0))
-    model = DDPGExt("MlpPolicy", env, policy_kwargs=TINY, seed=1, action_noise=NormalActionNoise(np.zeros(1), np.ones(1)), **FAST)
+    model = DDPGExt(
+        "MlpPolicy", env, policy_kwargs=TINY, seed=1, action_noise=NormalActionNoise(np.zeros(1), np.ones(1)), **FAST
+    )
     model.learn(150)
     actions = model.replay_buffer.actions[: model.replay_buffer.pos, 0]
     # The buffer stores actions scaled to [-1, 1]; predict() returns them in the env's bounds.
@@ -53,7 +61,9 @@ def test_action_bounds_other_than_unit_are_respected():
 @pytest.mark.parametrize("vec_env_cls", [DummyVecEnv, SubprocVecEnv])
 def test_multiple_envs(vec_env_cls):
     env = make_vec_env("Pendulum-v1", n_envs=2, vec_env_cls=vec_env_cls, seed=0)
-    model = DDPGExt("MlpPolicy", env, policy_kwargs=TINY, action_noise=OrnsteinUhlenbeckActionNoise(np.zeros(1), np.ones(1) * 0.1), **FAST)
+    model = DDPGExt(
+        "MlpPolicy", env, policy_kwargs=TINY, action_noise=OrnsteinUhlenbeckActionNoise(np.zeros(1), np.ones(1) * 0.1), **FAST
+    )
     model.learn(200)
     assert model.num_timesteps >= 200
     assert model.replay_buffer.n_envs == 2
@@ -80,7 +90,14 @@ def test_dict_observations_with_multi_input_policy():
 
 def test_image_observations_with_cnn_policy():
     env = FakeImageEnv(screen_height=40, screen_width=40, n_channels=1, discrete=False)
-    model = DDPGExt("CnnPolicy", env, policy_kwargs=dict(net_arch=[16], features_extractor_kwargs=dict(features_dim=16)), learning_starts=20, batch_size=8, buffer_size=200)
+    model = DDPGExt(
+        "CnnPolicy",
+        env,
+        policy_kwargs=dict(net_arch=[16], features_extractor_kwargs=dict(features_dim=16)),
+        learning_starts=20,
+        batch_size=8,
+        buffer_size=200,
+    )
     model.learn(40)
     assert model._n_updates > 0
     assert type(model.actor.features_extractor).__name__ == "NatureCNN"
@@ -141,7 +158,9 @@ def test_policy_kwargs(policy_kwargs):
 
 @pytest.mark.parametrize("train_freq,gradient_steps", [((1, "episode"), -1), (4, 2), (1, 0)])
 def test_train_freq_and_gradient_steps(train_freq, gradient_steps):
-    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=TINY, train_freq=train_freq, gradient_steps=gradient_steps, **FAST)
+    model = DDPGExt(
+        "MlpPolicy", "Pendulum-v1", policy_kwargs=TINY, train_freq=train_freq, gradient_steps=gradient_steps, **FAST
+    )
     model.learn(400)
     if gradient_steps == -1:
         # One gradient step per env step of each finished 200-step episode after learning_starts.

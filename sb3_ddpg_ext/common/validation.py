@@ -27,9 +27,9 @@ def check_range(
     :param low_inclusive: whether ``low`` itself is allowed
     :param high_inclusive: whether ``high`` itself is allowed
     """
-    left = "-inf" if low is None else f"{low:g}"
-    right = "inf" if high is None else f"{high:g}"
-    interval = f"{'[' if low_inclusive and low is not None else '('}{left}, {right}{']' if high_inclusive and high is not None else ')'}"
+    opening = "[" if low_inclusive and low is not None else "("
+    closing = "]" if high_inclusive and high is not None else ")"
+    interval = f"{opening}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{closing}"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"`{name}` must be a number in {interval}, got {value!r} of type {type(value).__name__}")
     too_low = low is not None and (value < low or (value == low and not low_inclusive))

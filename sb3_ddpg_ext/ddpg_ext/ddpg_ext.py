@@ -4,6 +4,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import DictReplayBuffer, NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -122,6 +123,10 @@ class DDPGExt(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         self._check_policy(policy)
+        if env is not None:
+            # Made here rather than in SB3's constructor, whose action-space check is an assertion.
+            env = maybe_make_env(env, verbose)
+            check_bounded_box_action_space(env.action_space)
         super().__init__(
             policy,
             env,
@@ -145,8 +150,7 @@ class DDPGExt(OffPolicyAlgorithm):
             device=device,
             seed=seed,
             sde_support=False,
-            # The action space is checked by _check_arguments, with a clearer error than SB3's assertion.
-            supported_action_spaces=None,
+            supported_action_spaces=(spaces.Box,),
             support_multi_env=True,
         )
         self.policy_delay = policy_delay
@@ -183,8 +187,6 @@ class DDPGExt(OffPolicyAlgorithm):
         check_range("target_noise_clip", self.target_noise_clip, low=0.0)
         if self.action_noise is not None and not isinstance(self.action_noise, ActionNoise):
             raise TypeError(f"`action_noise` must be None or an ActionNoise instance, got {self.action_noise!r}")
-        if self.action_space is not None:  # None while loading a saved model
-            check_bounded_box_action_space(self.action_space)
         check_known_keys(
             "policy_kwargs",
             self.policy_kwargs,
@@ -196,8 +198,9 @@ class DDPGExt(OffPolicyAlgorithm):
         self.set_random_seed(self.seed)
         if self.replay_buffer is None:
             self.replay_buffer = self._make_replay_buffer()
-        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
-        self.policy = self.policy.to(self.device)
+        policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
+        # Any policy class with DDPGExtPolicy's actor/critic attributes works (SB3's TD3Policy does too).
+        self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
         self._create_aliases()
 
@@ -242,6 +245,7 @@ class DDPGExt(OffPolicyAlgorithm):
                 f"`n_steps={self.n_steps}` needs a replay buffer that computes n-step returns, but "
                 f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
             )
+        self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # the caller's dict stays untouched
         for key, value in (("n_steps", self.n_steps), ("gamma", self.gamma)):
             given = self.replay_buffer_kwargs.setdefault(key, value)
             if given != value:
@@ -273,7 +277,7 @@ class DDPGExt(OffPolicyAlgorithm):
         critic_losses, actor_losses, q_means = [], [], []
         for _ in range(gradient_steps):
             self._n_updates += 1
-            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[arg-type]
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
             target_q = self._td_target(batch)
             critic_loss, current_q = self._critic_loss(batch, target_q)
@@ -328,7 +332,8 @@ class DDPGExt(OffPolicyAlgorithm):
 
     def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
         """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""
-        return -self.critic.q1_forward(observations, self.actor(observations)).mean()
+        # SB3 annotates q1_forward for tensors only; it takes Dict observations as well.
+        return -self.critic.q1_forward(observations, self.actor(observations)).mean()  # type: ignore[arg-type]
 
     @staticmethod
     def _optimize(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
@@ -340,7 +345,9 @@ class DDPGExt(OffPolicyAlgorithm):
         polyak_update(self._online_params, self._target_params, self.tau)
         polyak_update(self._online_running_stats, self._target_running_stats, 1.0)
 
-    def _record_train_stats(self, critic_losses: list[th.Tensor], actor_losses: list[th.Tensor], q_means: list[th.Tensor]) -> None:
+    def _record_train_stats(
+        self, critic_losses: list[th.Tensor], actor_losses: list[th.Tensor], q_means: list[th.Tensor]
+    ) -> None:
         # One device sync per train() call instead of one per gradient step.
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/critic_loss", th.stack(critic_losses).mean().item())
@@ -369,8 +376,14 @@ class DDPGExt(OffPolicyAlgorithm):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "actor", "critic", "actor_target", "critic_target", *self._derived_attributes]
+        return [
+            *super()._excluded_save_params(),
+            "actor",
+            "critic",
+            "actor_target",
+            "critic_target",
+            *self._derived_attributes,
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "actor.optimizer", "critic.optimizer"], []
-

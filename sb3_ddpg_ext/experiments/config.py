@@ -10,6 +10,7 @@ are allowed; a plain YAML mapping is accepted too.
 
 import ast
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from sb3_ddpg_ext.ddpg_ext import DDPGExt
 
 DEFAULT_HYPERPARAMS = pathlib.Path(__file__).resolve().parent.parent / "hyperparams" / "ddpg_ext.yml"
 
-NOISE_CLASSES: dict[str, type[ActionNoise]] = {
+NOISE_CLASSES: dict[str, Callable[..., ActionNoise]] = {
     "normal": NormalActionNoise,
     "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise,
 }
@@ -173,7 +174,10 @@ def parse_policy_kwargs(value: str | dict[str, Any], source: str = "entry") -> d
         value = {keyword.arg: _literal_or_name(keyword.value, source) for keyword in tree.keywords if keyword.arg}
     if not isinstance(value, dict):
         raise ValueError(f"{source}: `policy_kwargs` must be a mapping or a 'dict(...)' string, got {value!r}")
-    return {key: _resolve_class_name(item, source) if key in ("activation_fn", "optimizer_class") else item for key, item in value.items()}
+    return {
+        key: _resolve_class_name(item, source) if key in ("activation_fn", "optimizer_class") else item
+        for key, item in value.items()
+    }
 
 
 def _literal_or_name(node: ast.expr, source: str) -> Any:
@@ -184,7 +188,9 @@ def _literal_or_name(node: ast.expr, source: str) -> Any:
     try:
         return ast.literal_eval(node)
     except ValueError as error:
-        raise ValueError(f"{source}: only literals and torch names are allowed in `policy_kwargs`, got {ast.unparse(node)!r}") from error
+        raise ValueError(
+            f"{source}: only literals and torch names are allowed in `policy_kwargs`, got {ast.unparse(node)!r}"
+        ) from error
 
 
 def _resolve_class_name(name: Any, source: str) -> Any:

@@ -105,7 +105,9 @@ def train(
     if isinstance(env, VecNormalize):
         env.save(str(vecnormalize_path(model_path)))
     env.close()
-    evaluation = evaluate(env_id, model_path, n_episodes=n_eval_episodes, seed=seed + EVAL_SEED_OFFSET, env_kwargs=config.env_kwargs)
+    evaluation = evaluate(
+        env_id, model_path, n_episodes=n_eval_episodes, seed=seed + EVAL_SEED_OFFSET, env_kwargs=config.env_kwargs
+    )
     return TrainResult(model_path, evaluation, train_seconds, n_timesteps)
 
 
@@ -147,5 +149,6 @@ def evaluate(
         env.norm_reward = False
     model = DDPGExt.load(model_path, env=env)
     mean_return, std_return = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True)
+    assert isinstance(mean_return, float) and isinstance(std_return, float)
     env.close()
     return EvaluationResult(float(mean_return), float(std_return), n_episodes)

@@ -1,0 +1,98 @@
+"""The command line trains, saves, evaluates and reports errors clearly."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sb3_ddpg_ext.cli import main
+
+TINY_ENTRY = {
+    "n_timesteps": 300,
+    "policy": "MlpPolicy",
+    "learning_starts": 100,
+    "batch_size": 32,
+    "noise_type": "normal",
+    "noise_std": 0.1,
+    "policy_kwargs": "dict(net_arch=[16])",
+}
+
+
+@pytest.fixture
+def hyperparams(tmp_path):
+    path = tmp_path / "hyperparams.yml"
+    path.write_text(yaml.safe_dump({"Pendulum-v1": TINY_ENTRY, "Pendulum-normalized": {**TINY_ENTRY, "normalize": True}}))
+    return path
+
+
+def test_train_then_eval(tmp_path, hyperparams, capsys):
+    model_path = tmp_path / "model.zip"
+    code = main(
+        [
+            "train",
+            "--hyperparams",
+            str(hyperparams),
+            "--save-path",
+            str(model_path),
+            "--n-eval-episodes",
+            "2",
+            "--tensorboard-log",
+            str(tmp_path / "tb"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "trained Pendulum-v1 for 300 steps in" in out
+    assert "evaluation return: -" in out and "over 2 episodes" in out
+    assert model_path.is_file() and (tmp_path / "tb" / "DDPGExt_Pendulum-v1_1").is_dir()
+
+    assert main(["eval", "--model", str(model_path), "--n-episodes", "2"]) == 0
+    assert "over 2 episodes" in capsys.readouterr().out
+
+
+def test_vecnormalize_statistics_are_saved_and_used_in_eval(tmp_path, hyperparams, capsys, monkeypatch):
+    import gymnasium as gym
+
+    # Register an alias so the entry name is a real env id.
+    monkeypatch.setitem(gym.registry, "Pendulum-normalized", gym.spec("Pendulum-v1"))
+    model_path = tmp_path / "model.zip"
+    code = main(
+        [
+            "train",
+            "--env",
+            "Pendulum-normalized",
+            "--hyperparams",
+            str(hyperparams),
+            "--save-path",
+            str(model_path),
+            "--n-eval-episodes",
+            "1",
+            "--timesteps",
+            "200",
+            "--no-progress-bar",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "model_vecnormalize.pkl").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--env", "NoSuchEnv-v0"], "no entry for env 'NoSuchEnv-v0'"),
+        (["eval", "--model", "missing.zip"], "model file 'missing.zip' does not exist"),
+        (["train", "--hyperparams", "missing.yml"], "hyperparameter file 'missing.yml' does not exist"),
+    ],
+)
+def test_errors_are_reported_without_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_module_entry_point_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_ddpg_ext", "train", "--help"], capture_output=True, text=True, check=True
+    )
+    for option in ("--env", "--timesteps", "--seed", "--hyperparams", "--tensorboard-log", "--save-path"):
+        assert option in result.stdout

@@ -1,0 +1,84 @@
+"""RL-Zoo-format hyperparameter entries convert to DDPGExt arguments, without eval."""
+
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.utils import LinearSchedule
+
+from sb3_ddpg_ext import DDPGExt
+from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS, load_entry, parse_entry, parse_policy_kwargs
+
+
+def test_rl_zoo_td3_style_entry():
+    entry = {
+        "n_timesteps": 1e6,
+        "policy": "MlpPolicy",
+        "n_envs": 2,
+        "normalize": "{'norm_obs': True, 'norm_reward': False}",
+        "learning_rate": "lin_7.3e-4",
+        "noise_type": "ornstein-uhlenbeck",
+        "noise_std": 0.5,
+        "train_freq": [1, "episode"],
+        "gradient_steps": -1,
+        "policy_kwargs": "dict(net_arch=[400, 300], activation_fn=nn.Tanh, optimizer_class=th.optim.AdamW)",
+    }
+    config = parse_entry("Pendulum-v1", entry)
+    assert (config.n_timesteps, config.n_envs, config.normalize) == (1_000_000, 2, {"norm_obs": True, "norm_reward": False})
+    kwargs = config.model_kwargs
+    assert isinstance(kwargs["learning_rate"], LinearSchedule) and kwargs["learning_rate"](0.5) == pytest.approx(3.65e-4)
+    assert kwargs["train_freq"] == (1, "episode")
+    assert kwargs["policy_kwargs"] == dict(net_arch=[400, 300], activation_fn=th.nn.Tanh, optimizer_class=th.optim.AdamW)
+    noise = config.make_action_noise(2)
+    assert isinstance(noise, OrnsteinUhlenbeckActionNoise) and np.array_equal(noise._sigma, [0.5, 0.5])
+
+
+def test_policy_kwargs_as_yaml_mapping():
+    kwargs = parse_policy_kwargs({"net_arch": {"pi": [64], "qf": [400, 300]}, "activation_fn": "ReLU", "n_critics": 2})
+    assert kwargs == {"net_arch": {"pi": [64], "qf": [400, 300]}, "activation_fn": th.nn.ReLU, "n_critics": 2}
+
+
+@pytest.mark.parametrize(
+    "value,pattern",
+    [
+        ("__import__('os').system('echo pwned')", "must be 'dict"),
+        ("dict(net_arch=open('/etc/passwd'))", "only literals and torch names"),
+        ("dict(activation_fn=os.system)", "not a class of torch.nn or torch.optim"),
+        ("dict(net_arch=[64,", "not valid syntax"),
+    ],
+)
+def test_policy_kwargs_strings_are_never_evaluated(value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        parse_policy_kwargs(value)
+
+
+@pytest.mark.parametrize(
+    "entry,pattern",
+    [
+        ({"policy": "MlpPolicy"}, "`n_timesteps` is required"),
+        ({"n_timesteps": 10, "frame_stack": 4}, r"keys \['frame_stack'\] are not supported"),
+        ({"n_timesteps": 10, "learning_rat": 1e-3}, r"unknown key\(s\) \['learning_rat'\]"),
+        ({"n_timesteps": 10, "noise_type": "pink"}, "`noise_type` must be one of"),
+        ({"n_timesteps": 10, "learning_rate": "cos_1e-3"}, "schedule must look like 'lin_<float>'"),
+    ],
+)
+def test_bad_entries(entry, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        parse_entry("Pendulum-v1", entry)
+
+
+def test_missing_env_entry_lists_the_available_ones(tmp_path):
+    path = tmp_path / "h.yml"
+    path.write_text(yaml.safe_dump({"Pendulum-v1": {"n_timesteps": 10}}))
+    with pytest.raises(ValueError, match=r"no entry for env 'Hopper-v5'; it has entries for \['Pendulum-v1'\]"):
+        load_entry("Hopper-v5", path)
+
+
+def test_every_shipped_entry_builds_a_model():
+    entries = yaml.safe_load(DEFAULT_HYPERPARAMS.read_text())
+    assert next(iter(entries)) == "Pendulum-v1"
+    for env_id in entries:
+        config = load_entry(env_id)
+        model = DDPGExt(env=env_id, action_noise=config.make_action_noise(1), **config.model_kwargs)
+        assert isinstance(model.action_noise, NormalActionNoise)

@@ -1,0 +1,105 @@
+"""Bad input fails at construction with an error naming the parameter, the value and what is allowed."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete, SimpleMultiObsEnv
+
+from sb3_ddpg_ext import DDPGExt
+
+
+class UnboundedActionEnv(gym.Env):
+    observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space = spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        (IdentityEnv(dim=3), "Discrete"),
+        (IdentityEnvMultiDiscrete(dim=3), "MultiDiscrete"),
+        (IdentityEnvMultiBinary(dim=3), "MultiBinary"),
+        (UnboundedActionEnv(), "finite bounds"),
+    ],
+)
+def test_unsupported_action_spaces(env, message):
+    with pytest.raises((TypeError, ValueError), match=f"env.action_space.*{message}"):
+        DDPGExt("MlpPolicy", env)
+
+
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        (dict(tau=0.0), r"`tau` must be in \(0, 1\], got 0.0"),
+        (dict(tau=1.5), r"`tau` must be in \(0, 1\], got 1.5"),
+        (dict(gamma=-0.1), r"`gamma` must be in \[0, 1\], got -0.1"),
+        (dict(gamma=1.01), r"`gamma` must be in \[0, 1\], got 1.01"),
+        (dict(batch_size=0), r"`batch_size` must be an integer >= 1, got 0"),
+        (dict(batch_size=32.0), r"`batch_size` must be an integer >= 1, got 32.0"),
+        (dict(buffer_size=0), r"`buffer_size` must be an integer >= 1, got 0"),
+        (dict(learning_starts=-1), r"`learning_starts` must be an integer >= 0, got -1"),
+        (dict(n_steps=0), r"`n_steps` must be an integer >= 1, got 0"),
+        (dict(gradient_steps=-2), r"`gradient_steps` must be an integer >= -1, got -2"),
+        (dict(learning_rate=-1e-3), r"`learning_rate` must be in \(0, inf\), got -0.001"),
+        (dict(learning_rate="fast"), r"`learning_rate` must be a number"),
+        (dict(policy_delay=0), r"`policy_delay` must be an integer >= 1, got 0"),
+        (dict(target_policy_noise=-0.2), r"`target_policy_noise` must be in \[0, inf\), got -0.2"),
+        (dict(target_noise_clip=-0.5), r"`target_noise_clip` must be in \[0, inf\), got -0.5"),
+        (dict(action_noise=0.1), r"`action_noise` must be None or an ActionNoise instance, got 0.1"),
+        (
+            dict(policy_kwargs=dict(net_arch=[8], n_critic=2)),
+            r"`policy_kwargs` has unknown key\(s\) \['n_critic'\]; allowed keys are \[.*'n_critics'",
+        ),
+        (
+            dict(n_steps=3, replay_buffer_kwargs=dict(n_steps=5)),
+            r"`replay_buffer_kwargs\['n_steps'\]=5` contradicts `n_steps=3`",
+        ),
+    ],
+)
+def test_invalid_arguments(kwargs, pattern):
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        DDPGExt("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_unknown_policy_alias_lists_the_allowed_ones():
+    with pytest.raises(
+        ValueError, match=r"`policy` must be one of \['CnnPolicy', 'MlpPolicy', 'MultiInputPolicy'\].*got 'MLPPolicy'"
+    ):
+        DDPGExt("MLPPolicy", "Pendulum-v1")
+
+
+def test_policy_that_is_not_a_policy_class():
+    with pytest.raises(TypeError, match="`policy` must be a policy alias string or a BasePolicy subclass"):
+        DDPGExt(dict, "Pendulum-v1")
+
+
+def test_n_steps_with_a_buffer_that_cannot_do_n_step_returns():
+    class PlainBuffer(ReplayBuffer):
+        pass
+
+    with pytest.raises(ValueError, match=r"`n_steps=3` needs a replay buffer that computes n-step returns.*PlainBuffer"):
+        DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, replay_buffer_class=PlainBuffer)
+
+
+def test_n_steps_with_dict_observations_is_refused_until_supported():
+    with pytest.raises(ValueError, match=r"`n_steps=3`: n-step returns are not supported yet for Dict"):
+        DDPGExt("MultiInputPolicy", SimpleMultiObsEnv(discrete_actions=False), n_steps=3)
+
+
+def test_bad_train_freq_unit():
+    with pytest.raises(ValueError, match="train_freq"):
+        DDPGExt("MlpPolicy", "Pendulum-v1", train_freq=(1, "minute"))
+
+
+def test_users_dicts_are_not_modified():
+    policy_kwargs, buffer_kwargs = dict(net_arch=[8]), dict()
+    DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, policy_kwargs=policy_kwargs, replay_buffer_kwargs=buffer_kwargs)
+    assert policy_kwargs == dict(net_arch=[8]) and buffer_kwargs == {}
