@@ -1,5 +1,7 @@
 """With no extension switched on, DDPGExt is SB3's DDPG: same updates, same parameters."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch as th
@@ -56,3 +58,12 @@ def test_critic_loss_equals_sum_of_mse_over_critics(n_steps):
     expected = sum(th.nn.functional.mse_loss(q, target) for q in model.critic(batch.observations, batch.actions))
     th.testing.assert_close(loss, expected)
     assert current_q.shape == (32, 2)
+
+
+def test_accepts_every_argument_of_sb3_ddpg_with_the_same_default():
+    ours = inspect.signature(DDPGExt.__init__).parameters
+    for name, parameter in inspect.signature(DDPG.__init__).parameters.items():
+        assert name in ours, name
+        assert ours[name].default == parameter.default, name
+    for name in ("policy_delay", "target_policy_noise", "target_noise_clip", "stats_window_size"):
+        assert name in ours, name

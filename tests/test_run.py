@@ -182,3 +182,18 @@ def test_progress_bar():
     model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=TINY, **FAST)
     model.learn(100, progress_bar=True)
     assert model.num_timesteps == 100
+
+
+def test_optimize_memory_usage():
+    # As in SB3, the memory-saving layout cannot tell timeouts apart.
+    model = DDPGExt(
+        "MlpPolicy",
+        "Pendulum-v1",
+        optimize_memory_usage=True,
+        replay_buffer_kwargs=dict(handle_timeout_termination=False),
+        policy_kwargs=TINY,
+        **FAST,
+    )
+    model.learn(150)
+    assert model.replay_buffer.optimize_memory_usage and not hasattr(model.replay_buffer, "next_observations")
+    assert model._n_updates == 100
