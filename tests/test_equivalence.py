@@ -54,10 +54,12 @@ def test_critic_loss_equals_sum_of_mse_over_critics(n_steps):
     model.learn(150)
     batch = model.replay_buffer.sample(32)
     target = model._td_target(batch)
-    loss, current_q = model._critic_loss(batch, target)
-    expected = sum(th.nn.functional.mse_loss(q, target) for q in model.critic(batch.observations, batch.actions))
-    th.testing.assert_close(loss, expected)
-    assert current_q.shape == (32, 2)
+    loss, priorities, current_q = model._critic_loss(batch, target)
+    q_values = model.critic(batch.observations, batch.actions)
+    th.testing.assert_close(loss, sum(th.nn.functional.mse_loss(q, target) for q in q_values))
+    # Priority rule with several critics: the mean absolute TD error over them.
+    th.testing.assert_close(priorities, ((q_values[0] - target).abs() + (q_values[1] - target).abs()).view(-1) / 2)
+    assert current_q.shape == (32, 2) and not priorities.requires_grad
 
 
 def test_accepts_every_argument_of_sb3_ddpg_with_the_same_default():

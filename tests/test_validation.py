@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
-from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete, SimpleMultiObsEnv
 
 from sb3_ddpg_ext import DDPGExt
@@ -89,9 +89,9 @@ def test_n_steps_with_a_buffer_that_cannot_do_n_step_returns():
         DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, replay_buffer_class=PlainBuffer)
 
 
-def test_n_steps_with_dict_observations_is_refused_until_supported():
-    with pytest.raises(ValueError, match=r"`n_steps=3`: n-step returns are not supported yet for Dict"):
-        DDPGExt("MultiInputPolicy", SimpleMultiObsEnv(discrete_actions=False), n_steps=3)
+def test_n_steps_with_sb3_dict_buffer_is_refused():
+    with pytest.raises(ValueError, match=r"`n_steps=3` needs a replay buffer .* `replay_buffer_class=DictReplayBuffer`"):
+        DDPGExt("MultiInputPolicy", SimpleMultiObsEnv(discrete_actions=False), n_steps=3, replay_buffer_class=DictReplayBuffer)
 
 
 def test_bad_train_freq_unit():

@@ -1,5 +1,6 @@
 """DDPGExt: DDPG as an SB3 off-policy algorithm, with each later improvement a switch."""
 
+from collections import defaultdict
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
@@ -14,6 +15,7 @@ from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.td3.policies import Actor
 
+from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling
 from sb3_ddpg_ext.common.validation import (
     accepted_keyword_arguments,
     check_bounded_box_action_space,
@@ -211,7 +213,7 @@ class DDPGExt(OffPolicyAlgorithm):
         """
         if self.replay_buffer_class is None:
             if isinstance(self.observation_space, spaces.Dict):
-                self.replay_buffer_class = DictReplayBuffer
+                self.replay_buffer_class = NStepDictReplayBuffer if self.n_steps > 1 else DictReplayBuffer
             elif self.n_steps > 1:
                 self.replay_buffer_class = NStepReplayBuffer
             else:
@@ -234,11 +236,6 @@ class DDPGExt(OffPolicyAlgorithm):
         )
 
     def _pass_n_steps_to_buffer(self, buffer_class: type[ReplayBuffer]) -> None:
-        if buffer_class is DictReplayBuffer:
-            raise ValueError(
-                f"`n_steps={self.n_steps}`: n-step returns are not supported yet for Dict observation spaces "
-                "(SB3's NStepReplayBuffer handles Box observations only)"
-            )
         accepted = accepted_keyword_arguments(buffer_class)
         if accepted is not None and not {"n_steps", "gamma"} <= accepted:
             raise ValueError(
@@ -274,24 +271,33 @@ class DDPGExt(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
 
-        critic_losses, actor_losses, q_means = [], [], []
+        prioritized = self.replay_buffer if isinstance(self.replay_buffer, PrioritizedSampling) else None
+        if prioritized is not None:
+            prioritized.set_progress(1.0 - self._current_progress_remaining)
+
+        stats: dict[str, list[th.Tensor]] = defaultdict(list)
         for _ in range(gradient_steps):
             self._n_updates += 1
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
             target_q = self._td_target(batch)
-            critic_loss, current_q = self._critic_loss(batch, target_q)
+            critic_loss, td_errors, current_q = self._critic_loss(batch, target_q)
             self._optimize(self.critic.optimizer, critic_loss)
-            critic_losses.append(critic_loss.detach())
-            q_means.append(current_q.mean())
+            if prioritized is not None:
+                prioritized.update_priorities(batch.indices, td_errors)  # type: ignore[attr-defined]
+                stats["is_weight_mean"].append(batch.weights.mean())  # type: ignore[attr-defined]
 
             if self._n_updates % self.policy_delay == 0:
                 actor_loss = self._actor_loss(batch.observations)
                 self._optimize(self.actor.optimizer, actor_loss)
-                actor_losses.append(actor_loss.detach())
                 self._update_target_networks()
+                stats["actor_loss"].append(actor_loss.detach())
 
-        self._record_train_stats(critic_losses, actor_losses, q_means)
+            stats["critic_loss"].append(critic_loss.detach())
+            stats["td_error_mean"].append(td_errors.mean())
+            stats["q_mean"].append(current_q.mean())
+
+        self._record_train_stats(stats, prioritized)
 
     def _td_target(self, batch: ReplayBufferSamples) -> th.Tensor:
         """
@@ -318,17 +324,22 @@ class DDPGExt(OffPolicyAlgorithm):
             actions = (actions + noise).clamp(-1.0, 1.0)
         return actions
 
-    def _critic_loss(self, batch: ReplayBufferSamples, target_q: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def _critic_loss(self, batch: ReplayBufferSamples, target_q: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """
-        Sum over critics of the mean squared TD error (SB3's TD3/DDPG loss).
+        Sum over critics of the squared TD error, averaged over the batch (SB3's TD3/DDPG loss); with
+        prioritized samples, averaged with their importance weights.
 
-        :param batch: replay samples
+        :param batch: replay samples (with ``weights`` when prioritized)
         :param target_q: TD targets, shape ``(batch_size, 1)``
-        :return: the loss and the critics' current Q-values, shape ``(batch_size, n_critics)``
+        :return: the loss; each sample's priority, the mean absolute TD error over critics, shape
+            ``(batch_size,)``; the critics' current Q-values, shape ``(batch_size, n_critics)``
         """
         current_q = th.cat(self.critic(batch.observations, batch.actions), dim=1)
         td_errors = current_q - target_q
-        return td_errors.square().sum(dim=1).mean(), current_q.detach()
+        per_sample_loss = td_errors.square().sum(dim=1)
+        weights = getattr(batch, "weights", None)
+        loss = per_sample_loss.mean() if weights is None else (per_sample_loss * weights.view(-1)).mean()
+        return loss, td_errors.detach().abs().mean(dim=1), current_q.detach()
 
     def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
         """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""
@@ -345,15 +356,15 @@ class DDPGExt(OffPolicyAlgorithm):
         polyak_update(self._online_params, self._target_params, self.tau)
         polyak_update(self._online_running_stats, self._target_running_stats, 1.0)
 
-    def _record_train_stats(
-        self, critic_losses: list[th.Tensor], actor_losses: list[th.Tensor], q_means: list[th.Tensor]
-    ) -> None:
-        # One device sync per train() call instead of one per gradient step.
+    def _record_train_stats(self, stats: dict[str, list[th.Tensor]], prioritized: PrioritizedSampling | None) -> None:
+        # One device sync per statistic and train() call instead of one per gradient step.
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/critic_loss", th.stack(critic_losses).mean().item())
-        self.logger.record("train/q_mean", th.stack(q_means).mean().item())
-        if actor_losses:
-            self.logger.record("train/actor_loss", th.stack(actor_losses).mean().item())
+        for name, values in stats.items():
+            self.logger.record(f"train/{name}", th.stack(values).mean().item())
+        if prioritized is not None:
+            self.logger.record("train/beta", prioritized.beta)
+            self.logger.record("train/priority_mean", prioritized.priority_mean)
+            self.logger.record("train/priority_max", prioritized.max_priority)
 
     # ------------------------------------------------------------------ SB3 plumbing
 

@@ -1,0 +1,329 @@
+"""
+Replay buffers: prioritized (Box and Dict observations, n-step capable) and uniform n-step for Dict.
+
+They subclass SB3's ``ReplayBuffer``/``DictReplayBuffer`` and keep their storage, ``add`` and pickling;
+they change only which transitions a batch holds and how its targets are gathered. A transition is
+addressed by its *slot* ``row * n_envs + env``: one priority tree spans every env of a vectorised buffer.
+"""
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_ddpg_ext.common.n_step import n_step_targets
+from sb3_ddpg_ext.common.priorities import ProportionalPriorities
+from sb3_ddpg_ext.common.type_aliases import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples
+from sb3_ddpg_ext.common.validation import check_int, check_range
+
+
+def take_slots(array: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """
+    Rows of a ``(buffer_size, n_envs, ...)`` array at flat ``slots``, in one gather (no per-env indexing).
+
+    :param array: a buffer's storage array
+    :param slots: flat indices ``row * n_envs + env``
+    """
+    return np.take(array.reshape(-1, *array.shape[2:]), slots, axis=0)
+
+
+class _TargetsMixin(ReplayBuffer):
+    """The reward, done and discount targets of sampled transitions, 1-step or n-step."""
+
+    n_steps: int
+    gamma: float
+
+    def _check_n_steps(self, n_steps: int, gamma: float) -> None:
+        check_int("n_steps", n_steps, 1)
+        check_range("gamma", gamma, low=0.0, high=1.0)
+        if n_steps > 1 and self.optimize_memory_usage:
+            raise ValueError(f"`n_steps={n_steps}` cannot be combined with `optimize_memory_usage=True`")
+        self.n_steps = n_steps
+        self.gamma = gamma
+
+    def _targets(
+        self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """
+        :return: ``next_slots`` (where the bootstrap observation is), rewards, dones (terminations only)
+            and discounts (``None`` for 1-step returns, where the algorithm uses ``gamma``)
+        """
+        if self.n_steps == 1:
+            slots = rows * self.n_envs + envs
+            dones = take_slots(self.dones, slots) * (1.0 - take_slots(self.timeouts, slots))
+            return slots, self._normalize_reward(take_slots(self.rewards, slots), env), dones, None
+        targets = n_step_targets(
+            self.rewards,
+            self.dones,
+            self.timeouts,
+            rows,
+            envs,
+            newest_row=(self.pos - 1) % self.buffer_size,
+            n_steps=self.n_steps,
+            gamma=self.gamma,
+            scale_rewards=None if env is None else env.normalize_reward,
+        )
+        return targets.last_rows * self.n_envs + envs, targets.rewards, targets.dones, targets.discounts
+
+    def _tensor(self, array: np.ndarray) -> th.Tensor:
+        # from_numpy shares the freshly gathered array: no second copy on CPU.
+        return th.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def _column(self, array: np.ndarray) -> th.Tensor:
+        return self._tensor(array.astype(np.float32, copy=False).reshape(-1, 1))
+
+
+class PrioritizedSampling(_TargetsMixin):
+    """Proportional prioritized sampling over every (row, env) slot, shared by the Box and Dict buffers."""
+
+    priorities: ProportionalPriorities
+
+    def _init_priorities(self, alpha: float, beta: float, final_beta: float, eps: float) -> None:
+        if self.optimize_memory_usage:
+            raise ValueError(
+                f"{type(self).__name__} does not support `optimize_memory_usage=True`: "
+                "with a prioritized buffer the next observation cannot be read from the following row safely"
+            )
+        self.priorities = ProportionalPriorities(self.buffer_size * self.n_envs, alpha, beta, final_beta, eps)
+
+    @property
+    def alpha(self) -> float:
+        return self.priorities.alpha
+
+    @property
+    def beta(self) -> float:
+        """The current importance-sampling exponent (annealed by :meth:`set_progress`)."""
+        return self.priorities.beta
+
+    @property
+    def priority_mean(self) -> float:
+        """Mean of ``p^alpha`` over the stored transitions."""
+        n_stored = (self.buffer_size if self.full else self.pos) * self.n_envs
+        return self.priorities.tree.total / max(n_stored, 1)
+
+    @property
+    def max_priority(self) -> float:
+        """The largest raw priority seen so far, ``eps`` included: new transitions get it."""
+        return self.priorities.max_priority
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        slots = self.pos * self.n_envs + np.arange(self.n_envs)
+        super().add(*args, **kwargs)
+        self.priorities.add(slots)
+
+    def set_progress(self, progress: float) -> None:
+        """
+        Anneal ``beta`` towards ``final_beta``; DDPGExt calls this with its training progress.
+
+        :param progress: fraction of training done, in [0, 1]
+        """
+        self.priorities.set_progress(progress)
+
+    def update_priorities(self, indices: np.ndarray | th.Tensor, priorities: np.ndarray | th.Tensor) -> None:
+        """
+        :param indices: the ``indices`` of a batch returned by :meth:`sample`
+        :param priorities: raw priorities, e.g. ``|TD error|``; ``eps`` and ``alpha`` are applied here
+        """
+        self.priorities.update(indices, priorities)
+
+    def _sample_slots(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, th.Tensor]:
+        n_valid = (self.buffer_size if self.full else self.pos) * self.n_envs
+        if n_valid == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        slots, weights = self.priorities.sample(batch_size, n_valid)
+        rows, envs = np.divmod(slots, self.n_envs)
+        return slots, rows, envs, self._column(weights)
+
+
+class PrioritizedReplayBuffer(PrioritizedSampling):
+    """
+    Proportional prioritized replay (Schaul et al. 2016, https://arxiv.org/abs/1511.05952), n-step capable.
+
+    Use it the SB3 way: ``DDPGExt(..., replay_buffer_class=PrioritizedReplayBuffer,
+    replay_buffer_kwargs=dict(alpha=0.6, beta=0.4))``; DDPGExt passes its ``n_steps`` and ``gamma``.
+    See :mod:`sb3_ddpg_ext.common.priorities` for the formulas.
+
+    :param buffer_size: Max number of elements in the buffer (per env)
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param device: PyTorch device
+    :param n_envs: Number of parallel environments
+    :param optimize_memory_usage: not supported (must be False)
+    :param handle_timeout_termination: Handle timeout termination (due to timelimit)
+        separately and treat the task as infinite horizon task.
+        https://github.com/DLR-RM/stable-baselines3/issues/284
+    :param alpha: prioritization exponent (0: uniform)
+    :param beta: initial importance-sampling exponent
+    :param final_beta: importance-sampling exponent reached at the end of training
+    :param eps: added to raw priorities so that every transition can be drawn
+    :param n_steps: the ``n`` of n-step returns (1: one-step TD targets)
+    :param gamma: discount factor of the n-step returns
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        final_beta: float = 1.0,
+        eps: float = 1e-6,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+    ):
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination)
+        self._init_priorities(alpha, beta, final_beta, eps)
+        self._check_n_steps(n_steps, gamma)
+
+    def _observation_tensor(self, array: np.ndarray, slots: np.ndarray, env: VecNormalize | None) -> th.Tensor:
+        observations = self._normalize_obs(take_slots(array, slots), env)
+        assert isinstance(observations, np.ndarray)
+        return self._tensor(observations)
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
+        """
+        :param batch_size: number of transitions
+        :param env: the ``VecNormalize`` wrapper, if any, to normalise observations and rewards
+        :return: SB3's sample fields (with ``discounts`` for n-step), ``weights`` and ``indices``
+        """
+        slots, rows, envs, weights = self._sample_slots(batch_size)
+        next_slots, rewards, dones, discounts = self._targets(rows, envs, env)
+        return PrioritizedReplayBufferSamples(
+            observations=self._observation_tensor(self.observations, slots, env),
+            actions=self._tensor(take_slots(self.actions, slots)),
+            next_observations=self._observation_tensor(self.next_observations, next_slots, env),
+            dones=self._column(dones),
+            rewards=self._column(rewards),
+            discounts=None if discounts is None else self._column(discounts),
+            weights=weights,
+            indices=slots,
+        )
+
+
+class _DictTargetsMixin(_TargetsMixin, DictReplayBuffer):
+    """Gathers ``Dict`` observations at slots."""
+
+    observations: dict[str, np.ndarray]
+    next_observations: dict[str, np.ndarray]
+
+    def _dict_tensors(self, arrays: dict[str, np.ndarray], slots: np.ndarray, env: VecNormalize | None) -> dict[str, th.Tensor]:
+        gathered = self._normalize_obs({key: take_slots(array, slots) for key, array in arrays.items()}, env)
+        assert isinstance(gathered, dict)
+        return {key: self._tensor(array) for key, array in gathered.items()}
+
+
+class PrioritizedDictReplayBuffer(PrioritizedSampling, _DictTargetsMixin):
+    """
+    :class:`PrioritizedReplayBuffer` for ``Dict`` observations (n-step capable, which SB3's Dict buffer is not).
+
+    :param buffer_size: Max number of elements in the buffer (per env)
+    :param observation_space: Observation space (a ``Dict``)
+    :param action_space: Action space
+    :param device: PyTorch device
+    :param n_envs: Number of parallel environments
+    :param optimize_memory_usage: not supported (must be False)
+    :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately
+    :param alpha: prioritization exponent (0: uniform)
+    :param beta: initial importance-sampling exponent
+    :param final_beta: importance-sampling exponent reached at the end of training
+    :param eps: added to raw priorities so that every transition can be drawn
+    :param n_steps: the ``n`` of n-step returns (1: one-step TD targets)
+    :param gamma: discount factor of the n-step returns
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        final_beta: float = 1.0,
+        eps: float = 1e-6,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+    ):
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination)
+        self._init_priorities(alpha, beta, final_beta, eps)
+        self._check_n_steps(n_steps, gamma)
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedDictReplayBufferSamples:  # type: ignore[override]
+        """See :meth:`PrioritizedReplayBuffer.sample`."""
+        slots, rows, envs, weights = self._sample_slots(batch_size)
+        next_slots, rewards, dones, discounts = self._targets(rows, envs, env)
+        return PrioritizedDictReplayBufferSamples(
+            observations=self._dict_tensors(self.observations, slots, env),
+            actions=self._tensor(take_slots(self.actions, slots)),
+            next_observations=self._dict_tensors(self.next_observations, next_slots, env),
+            dones=self._column(dones),
+            rewards=self._column(rewards),
+            discounts=None if discounts is None else self._column(discounts),
+            weights=weights,
+            indices=slots,
+        )
+
+
+class NStepDictReplayBuffer(_DictTargetsMixin):
+    """
+    Uniform replay with n-step returns for ``Dict`` observations (SB3's ``NStepReplayBuffer`` is Box-only).
+
+    :param buffer_size: Max number of elements in the buffer (per env)
+    :param observation_space: Observation space (a ``Dict``)
+    :param action_space: Action space
+    :param device: PyTorch device
+    :param n_envs: Number of parallel environments
+    :param optimize_memory_usage: not supported (must be False)
+    :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately
+    :param n_steps: the ``n`` of n-step returns
+    :param gamma: discount factor of the n-step returns
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        n_steps: int = 3,
+        gamma: float = 0.99,
+    ):
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination)
+        self._check_n_steps(n_steps, gamma)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]
+        envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        slots = batch_inds * self.n_envs + envs
+        next_slots, rewards, dones, discounts = self._targets(batch_inds, envs, env)
+        return DictReplayBufferSamples(
+            observations=self._dict_tensors(self.observations, slots, env),
+            actions=self._tensor(take_slots(self.actions, slots)),
+            next_observations=self._dict_tensors(self.next_observations, next_slots, env),
+            dones=self._column(dones),
+            rewards=self._column(rewards),
+            discounts=None if discounts is None else self._column(discounts),
+        )
+
+
+__all__ = [
+    "NStepDictReplayBuffer",
+    "PrioritizedDictReplayBuffer",
+    "PrioritizedReplayBuffer",
+    "ReplayBufferSamples",
+    "take_slots",
+]

@@ -1,0 +1,93 @@
+"""
+A sum tree over a fixed number of non-negative leaves, with batched updates and prefix-sum searches.
+
+Layout: a complete binary tree in one array ``nodes`` of size ``2 * P`` where ``P`` is the smallest power
+of two >= capacity; node ``k`` has children ``2k`` and ``2k + 1``, the root is node 1 and leaf ``i`` is
+node ``P + i``. Every inner node holds the sum of its children, recomputed from them on each update
+(never incremented), so rounding errors do not accumulate however long the tree lives.
+
+The loops over a batch run in numba-compiled code (one pass down or up the tree per element, about
+``log2(P)`` steps); there is no Python loop over a batch and no random number generator inside.
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _set_leaves(nodes: np.ndarray, offset: int, indices: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
+    for k in range(indices.shape[0]):
+        node = indices[k] + offset
+        nodes[node] = values[k]
+        node >>= 1
+        while node >= 1:
+            nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
+            node >>= 1
+
+
+@njit(cache=True, nogil=True)
+def _find_prefix_sums(nodes: np.ndarray, offset: int, targets: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    for k in range(targets.shape[0]):
+        remaining = targets[k]
+        node = 1
+        while node < offset:
+            left = nodes[2 * node]
+            if remaining < left:
+                node = 2 * node
+            else:
+                remaining -= left
+                node = 2 * node + 1
+        out[k] = node - offset
+
+
+class SumTree:
+    """
+    Sum tree over ``capacity`` leaves, all zero at first.
+
+    :param capacity: number of leaves
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"`capacity` must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._offset = 1 << max(capacity - 1, 0).bit_length()
+        self._nodes = np.zeros(2 * self._offset, dtype=np.float64)
+
+    @property
+    def total(self) -> float:
+        """Sum of all leaves."""
+        return float(self._nodes[1])
+
+    def __getitem__(self, indices: np.ndarray) -> np.ndarray:
+        """Leaf values at ``indices``."""
+        return self._nodes[self._offset + np.asarray(indices)]
+
+    def update(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """
+        Set leaves and refresh their ancestors. With repeated indices, the last value wins.
+
+        :param indices: leaf indices, integers in ``[0, capacity)``
+        :param values: new non-negative leaf values, same length
+        """
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        if indices.shape != values.shape or indices.ndim != 1:
+            raise ValueError(f"indices and values must be 1-d of one length, got shapes {indices.shape} and {values.shape}")
+        if indices.size and (indices.min() < 0 or indices.max() >= self.capacity):
+            raise IndexError(f"leaf indices must be in [0, {self.capacity}), got min {indices.min()} and max {indices.max()}")
+        _set_leaves(self._nodes, self._offset, indices, values)
+
+    def find_prefix_sum(self, targets: np.ndarray) -> np.ndarray:
+        """
+        For each target mass ``m`` in ``[0, total)``, the leaf ``i`` with
+        ``sum(leaves[:i]) <= m < sum(leaves[:i + 1])``: sampling ``m`` uniformly in ``[0, total)``
+        draws leaf ``i`` with probability ``leaves[i] / total``.
+
+        :param targets: 1-d array of target masses
+        :return: leaf indices, one per target
+        """
+        targets = np.ascontiguousarray(targets, dtype=np.float64)
+        out = np.empty(targets.shape[0], dtype=np.int64)
+        _find_prefix_sums(self._nodes, self._offset, targets, out)
+        return out
