@@ -58,6 +58,7 @@ def test_unsupported_action_spaces(env, message):
             dict(policy_kwargs=dict(net_arch=[8], n_critic=2)),
             r"`policy_kwargs` has unknown key\(s\) \['n_critic'\]; allowed keys are \[.*'n_critics'",
         ),
+        (dict(replay_buffer_kwargs=dict(alpha=0.6)), r"`replay_buffer_kwargs` has unknown key\(s\) \['alpha'\]"),
         (
             dict(n_steps=3, replay_buffer_kwargs=dict(n_steps=5)),
             r"`replay_buffer_kwargs\['n_steps'\]=5` contradicts `n_steps=3`",

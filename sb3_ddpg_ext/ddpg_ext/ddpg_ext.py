@@ -29,6 +29,15 @@ SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
 
 # Arguments the algorithm passes to the policy itself; they are not for ``policy_kwargs``.
 _POLICY_ARGUMENTS_SET_BY_ALGORITHM = ("observation_space", "action_space", "lr_schedule")
+_BUFFER_ARGUMENTS_SET_BY_ALGORITHM = (
+    "buffer_size",
+    "observation_space",
+    "action_space",
+    "device",
+    "n_envs",
+    "optimize_memory_usage",
+    "env",
+)
 
 
 class DDPGExt(OffPolicyAlgorithm):
@@ -220,6 +229,11 @@ class DDPGExt(OffPolicyAlgorithm):
                 self.replay_buffer_class = ReplayBuffer
         if self.n_steps > 1:
             self._pass_n_steps_to_buffer(self.replay_buffer_class)
+        check_known_keys(
+            "replay_buffer_kwargs",
+            self.replay_buffer_kwargs,
+            accepted_keyword_arguments(self.replay_buffer_class, skip=_BUFFER_ARGUMENTS_SET_BY_ALGORITHM),
+        )
         # A local copy: the env must not be pickled with the kwargs when using HerReplayBuffer.
         replay_buffer_kwargs = self.replay_buffer_kwargs.copy()
         if issubclass(self.replay_buffer_class, HerReplayBuffer):
