@@ -52,3 +52,18 @@ def test_bad_input():
         tree.update(np.array([0, 1]), np.array([1.0]))
     with pytest.raises(ValueError, match="`capacity` must be >= 1"):
         SumTree(0)
+
+
+@pytest.mark.parametrize("capacity,start,stop", [(1, 0, 1), (10, 3, 7), (64, 0, 64), (1000, 999, 1000), (1000, 120, 133)])
+def test_fill_sets_a_range_of_leaves(capacity, start, stop):
+    rng = np.random.default_rng(0)
+    tree, leaves = SumTree(capacity), rng.random(capacity)
+    tree.update(np.arange(capacity), leaves)
+    tree.fill(start, stop, 2.5)
+    leaves[start:stop] = 2.5
+    np.testing.assert_array_equal(tree[np.arange(capacity)], leaves)
+    assert tree.total == pytest.approx(leaves.sum(), rel=1e-12)
+    targets = rng.random(100) * leaves.sum()
+    np.testing.assert_array_equal(tree.find_prefix_sum(targets), _brute_force_prefix_search(leaves, targets))
+    with pytest.raises(IndexError, match="leaf range"):
+        tree.fill(0, capacity + 1, 1.0)

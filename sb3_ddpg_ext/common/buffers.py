@@ -111,9 +111,9 @@ class PrioritizedSampling(_TargetsMixin):
         return self.priorities.max_priority
 
     def add(self, *args: Any, **kwargs: Any) -> None:
-        slots = self.pos * self.n_envs + np.arange(self.n_envs)
+        row = self.pos
         super().add(*args, **kwargs)
-        self.priorities.add(slots)
+        self.priorities.add(row * self.n_envs, (row + 1) * self.n_envs)
 
     def set_progress(self, progress: float) -> None:
         """

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 
 class NStepTargets(NamedTuple):
@@ -29,6 +30,32 @@ class NStepTargets(NamedTuple):
     discounts: np.ndarray
     last_rows: np.ndarray
     dones: np.ndarray
+
+
+@njit(cache=True, nogil=True)
+def _gather_windows(
+    rewards: np.ndarray,
+    dones: np.ndarray,
+    timeouts: np.ndarray,
+    rows: np.ndarray,
+    envs: np.ndarray,
+    newest_row: int,
+    windows: np.ndarray,
+    last_rows: np.ndarray,
+    lengths: np.ndarray,
+    terminal: np.ndarray,
+) -> None:  # pragma: no cover
+    buffer_size, n_steps = rewards.shape[0], windows.shape[1]
+    for k in range(rows.shape[0]):
+        row, env = rows[k], envs[k]
+        for step in range(n_steps):
+            windows[k, step] = rewards[row, env]
+            if dones[row, env] != 0 or timeouts[row, env] != 0 or row == newest_row or step == n_steps - 1:
+                lengths[k] = step + 1
+                break
+            row = row + 1 if row + 1 < buffer_size else 0
+        last_rows[k] = row
+        terminal[k] = dones[row, env] * (1.0 - timeouts[row, env])
 
 
 def n_step_targets(
@@ -53,23 +80,18 @@ def n_step_targets(
     :param gamma: discount factor
     :param scale_rewards: applied to the gathered rewards (e.g. ``VecNormalize``'s reward normalisation)
     """
-    buffer_size = rewards.shape[0]
-    steps = np.arange(n_steps)
-    sequence = (rows[:, None] + steps) % buffer_size
-    columns = envs[:, None]
-    ends = (dones[sequence, columns] != 0) | (timeouts[sequence, columns] != 0) | (sequence == newest_row)
-    # Index of the first episode end within the window, or the window's last step.
-    last_step = np.where(ends.any(axis=1), ends.argmax(axis=1), n_steps - 1)
-    in_return = steps <= last_step[:, None]
-    gathered = rewards[sequence, columns]
+    batch = rows.shape[0]
+    windows = np.zeros((batch, n_steps), dtype=np.float32)
+    last_rows = np.empty(batch, dtype=np.int64)
+    lengths = np.empty(batch, dtype=np.int64)
+    terminal = np.empty(batch, dtype=np.float32)
+    # The walk along each window stops at a data-dependent step: compiled, not a (batch, n) fancy index.
+    _gather_windows(rewards, dones, timeouts, rows.astype(np.int64), envs.astype(np.int64), newest_row, windows, last_rows, lengths, terminal)
     if scale_rewards is not None:
-        gathered = scale_rewards(gathered)
-    discounted = gathered * (gamma**steps).astype(np.float32) * in_return
-    last_rows = (rows + last_step) % buffer_size
-    terminal = dones[last_rows, envs] * (1.0 - timeouts[last_rows, envs])
+        windows = scale_rewards(windows) * (np.arange(n_steps) < lengths[:, None])
     return NStepTargets(
-        rewards=discounted.sum(axis=1, dtype=np.float32),
-        discounts=(gamma ** (last_step + 1)).astype(np.float32),
+        rewards=windows @ (gamma ** np.arange(n_steps, dtype=np.float32)).astype(np.float32),
+        discounts=(gamma**lengths).astype(np.float32),
         last_rows=last_rows,
-        dones=terminal.astype(np.float32),
+        dones=terminal,
     )

@@ -57,9 +57,9 @@ class ProportionalPriorities:
         progress = min(max(progress, 0.0), 1.0)
         self.beta = self.initial_beta + (self.final_beta - self.initial_beta) * progress
 
-    def add(self, indices: np.ndarray) -> None:
-        """Give the slots at ``indices`` (new transitions) the largest priority seen so far."""
-        self.tree.update(indices, np.full(len(indices), self.max_priority**self.alpha))
+    def add(self, start: int, stop: int) -> None:
+        """Give the slots ``[start, stop)`` (new transitions) the largest priority seen so far."""
+        self.tree.fill(start, stop, self.max_priority**self.alpha)
 
     def update(self, indices: np.ndarray | th.Tensor, priorities: np.ndarray | th.Tensor) -> None:
         """

@@ -50,6 +50,16 @@ def _find_prefix_sums(nodes: np.ndarray, offset: int, depth: int, targets: np.nd
     out -= offset
 
 
+@njit(cache=True, nogil=True)
+def _fill_leaf_range(nodes: np.ndarray, offset: int, start: int, stop: int, value: float) -> None:  # pragma: no cover
+    first, last = start + offset, stop - 1 + offset
+    nodes[first : last + 1] = value
+    while first > 1:
+        first, last = first >> 1, last >> 1
+        for node in range(first, last + 1):
+            nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
+
+
 class SumTree:
     """
     Sum tree over ``capacity`` leaves, all zero at first.
@@ -88,6 +98,15 @@ class SumTree:
         if indices.size and (indices.min() < 0 or indices.max() >= self.capacity):
             raise IndexError(f"leaf indices must be in [0, {self.capacity}), got min {indices.min()} and max {indices.max()}")
         _set_leaves(self._nodes, self._offset, self._depth, indices, values)
+
+    def fill(self, start: int, stop: int, value: float) -> None:
+        """
+        Set the leaves ``[start, stop)`` to ``value`` (a replay buffer's newest row: one call per env step,
+        so it takes no arrays).
+        """
+        if not 0 <= start < stop <= self.capacity:
+            raise IndexError(f"leaf range must satisfy 0 <= start < stop <= {self.capacity}, got [{start}, {stop})")
+        _fill_leaf_range(self._nodes, self._offset, start, stop, value)
 
     def find_prefix_sum(self, targets: np.ndarray) -> np.ndarray:
         """

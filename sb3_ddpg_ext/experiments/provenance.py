@@ -1,0 +1,51 @@
+"""Where a measurement comes from: command, git commit, library versions, threads and machine."""
+
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+
+import torch as th
+from stable_baselines3.common.utils import get_system_info
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the OS reports it (``platform.processor()`` is often empty on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """The checkout's commit, with ``-dirty`` when it has uncommitted changes; ``unknown`` outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def provenance() -> dict[str, str]:
+    """Everything needed to tell where a number comes from, as strings."""
+    versions = get_system_info(print_info=False)[0]
+    return {
+        "command": " ".join(shlex.quote(argument) for argument in [os.path.basename(sys.executable), *sys.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git commit": git_commit(),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "torch threads": str(th.get_num_threads()),
+        **{name: str(value) for name, value in versions.items() if name not in ("OS", "GPU Enabled")},
+    }
+
+
+def provenance_markdown() -> str:
+    """:func:`provenance` as a markdown bullet list."""
+    return "\n".join(f"- {name}: `{value}`" for name, value in provenance().items())
