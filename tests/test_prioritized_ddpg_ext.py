@@ -52,7 +52,7 @@ def test_priorities_handed_back_are_the_td_errors_of_the_update(monkeypatch):
 
     monkeypatch.setattr(model, "_critic_loss", recording_critic_loss)
     model.train(gradient_steps=1, batch_size=32)
-    batch, (loss, priorities, current_q) = recorded["batch"], recorded["result"]
+    batch, (_, priorities, _) = recorded["batch"], recorded["result"]
     # Repeated slots keep the value written last.
     _, last = np.unique(batch.indices[::-1], return_index=True)
     last = len(batch.indices) - 1 - last

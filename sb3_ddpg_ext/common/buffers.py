@@ -6,7 +6,7 @@ they change only which transitions a batch holds and how its targets are gathere
 addressed by its *slot* ``row * n_envs + env``: one priority tree spans every env of a vectorised buffer.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -40,8 +40,6 @@ class _TargetsMixin(ReplayBuffer):
     def _check_n_steps(self, n_steps: int, gamma: float) -> None:
         check_int("n_steps", n_steps, 1)
         check_range("gamma", gamma, low=0.0, high=1.0)
-        if n_steps > 1 and self.optimize_memory_usage:
-            raise ValueError(f"`n_steps={n_steps}` cannot be combined with `optimize_memory_usage=True`")
         self.n_steps = n_steps
         self.gamma = gamma
 
@@ -69,6 +67,24 @@ class _TargetsMixin(ReplayBuffer):
         )
         return targets.last_rows * self.n_envs + envs, targets.rewards, targets.dones, targets.discounts
 
+    def _transitions(self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None) -> dict[str, Any]:
+        """SB3's sample fields of the transitions at ``(rows, envs)``, as keyword arguments."""
+        slots = rows * self.n_envs + envs
+        next_slots, rewards, dones, discounts = self._targets(rows, envs, env)
+        return dict(
+            observations=self._observations_at(self.observations, slots, env),
+            actions=self._tensor(take_slots(self.actions, slots)),
+            next_observations=self._observations_at(self.next_observations, next_slots, env),
+            dones=self._column(dones),
+            rewards=self._column(rewards),
+            discounts=None if discounts is None else self._column(discounts),
+        )
+
+    def _observations_at(self, array: np.ndarray, slots: np.ndarray, env: VecNormalize | None) -> th.Tensor:
+        observations = self._normalize_obs(take_slots(array, slots), env)
+        assert isinstance(observations, np.ndarray)
+        return self._tensor(observations)
+
     def _tensor(self, array: np.ndarray) -> th.Tensor:
         # from_numpy shares the freshly gathered array: no second copy on CPU.
         return th.from_numpy(np.ascontiguousarray(array)).to(self.device)
@@ -81,14 +97,34 @@ class PrioritizedSampling(_TargetsMixin):
     """Proportional prioritized sampling over every (row, env) slot, shared by the Box and Dict buffers."""
 
     priorities: ProportionalPriorities
+    samples_class: ClassVar[type[PrioritizedReplayBufferSamples] | type[PrioritizedDictReplayBufferSamples]]
 
-    def _init_priorities(self, alpha: float, beta: float, final_beta: float, eps: float) -> None:
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        final_beta: float = 1.0,
+        eps: float = 1e-6,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+    ):
+        super().__init__(
+            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
+        )
         if self.optimize_memory_usage:
             raise ValueError(
                 f"{type(self).__name__} does not support `optimize_memory_usage=True`: "
                 "with a prioritized buffer the next observation cannot be read from the following row safely"
             )
         self.priorities = ProportionalPriorities(self.buffer_size * self.n_envs, alpha, beta, final_beta, eps)
+        self._check_n_steps(n_steps, gamma)
 
     @property
     def alpha(self) -> float:
@@ -100,10 +136,14 @@ class PrioritizedSampling(_TargetsMixin):
         return self.priorities.beta
 
     @property
+    def n_stored(self) -> int:
+        """Number of transitions stored (over all envs)."""
+        return (self.buffer_size if self.full else self.pos) * self.n_envs
+
+    @property
     def priority_mean(self) -> float:
         """Mean of ``p^alpha`` over the stored transitions."""
-        n_stored = (self.buffer_size if self.full else self.pos) * self.n_envs
-        return self.priorities.tree.total / max(n_stored, 1)
+        return self.priorities.tree.total / max(self.n_stored, 1)
 
     @property
     def max_priority(self) -> float:
@@ -130,13 +170,19 @@ class PrioritizedSampling(_TargetsMixin):
         """
         self.priorities.update(indices, priorities)
 
-    def _sample_slots(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, th.Tensor]:
-        n_valid = (self.buffer_size if self.full else self.pos) * self.n_envs
-        if n_valid == 0:
+    def sample(  # type: ignore[override]
+        self, batch_size: int, env: VecNormalize | None = None
+    ) -> PrioritizedReplayBufferSamples | PrioritizedDictReplayBufferSamples:
+        """
+        :param batch_size: number of transitions
+        :param env: the ``VecNormalize`` wrapper, if any, to normalise observations and rewards
+        :return: SB3's sample fields (with ``discounts`` for n-step), ``weights`` and ``indices``
+        """
+        if self.n_stored == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        slots, weights = self.priorities.sample(batch_size, n_valid)
+        slots, weights = self.priorities.sample(batch_size, self.n_stored)
         rows, envs = np.divmod(slots, self.n_envs)
-        return slots, rows, envs, self._column(weights)
+        return self.samples_class(**self._transitions(rows, envs, env), weights=self._column(weights), indices=slots)
 
 
 class PrioritizedReplayBuffer(PrioritizedSampling):
@@ -147,7 +193,7 @@ class PrioritizedReplayBuffer(PrioritizedSampling):
     replay_buffer_kwargs=dict(alpha=0.6, beta=0.4))``; DDPGExt passes its ``n_steps`` and ``gamma``.
     See :mod:`sb3_ddpg_ext.common.priorities` for the formulas.
 
-    :param buffer_size: Max number of elements in the buffer (per env)
+    :param buffer_size: Max number of transitions, over all envs (as in SB3)
     :param observation_space: Observation space
     :param action_space: Action space
     :param device: PyTorch device
@@ -164,49 +210,7 @@ class PrioritizedReplayBuffer(PrioritizedSampling):
     :param gamma: discount factor of the n-step returns
     """
 
-    def __init__(
-        self,
-        buffer_size: int,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        device: th.device | str = "auto",
-        n_envs: int = 1,
-        optimize_memory_usage: bool = False,
-        handle_timeout_termination: bool = True,
-        alpha: float = 0.6,
-        beta: float = 0.4,
-        final_beta: float = 1.0,
-        eps: float = 1e-6,
-        n_steps: int = 1,
-        gamma: float = 0.99,
-    ):
-        super().__init__(buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination)
-        self._init_priorities(alpha, beta, final_beta, eps)
-        self._check_n_steps(n_steps, gamma)
-
-    def _observation_tensor(self, array: np.ndarray, slots: np.ndarray, env: VecNormalize | None) -> th.Tensor:
-        observations = self._normalize_obs(take_slots(array, slots), env)
-        assert isinstance(observations, np.ndarray)
-        return self._tensor(observations)
-
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
-        """
-        :param batch_size: number of transitions
-        :param env: the ``VecNormalize`` wrapper, if any, to normalise observations and rewards
-        :return: SB3's sample fields (with ``discounts`` for n-step), ``weights`` and ``indices``
-        """
-        slots, rows, envs, weights = self._sample_slots(batch_size)
-        next_slots, rewards, dones, discounts = self._targets(rows, envs, env)
-        return PrioritizedReplayBufferSamples(
-            observations=self._observation_tensor(self.observations, slots, env),
-            actions=self._tensor(take_slots(self.actions, slots)),
-            next_observations=self._observation_tensor(self.next_observations, next_slots, env),
-            dones=self._column(dones),
-            rewards=self._column(rewards),
-            discounts=None if discounts is None else self._column(discounts),
-            weights=weights,
-            indices=slots,
-        )
+    samples_class = PrioritizedReplayBufferSamples
 
 
 class _DictTargetsMixin(_TargetsMixin, DictReplayBuffer):
@@ -215,17 +219,19 @@ class _DictTargetsMixin(_TargetsMixin, DictReplayBuffer):
     observations: dict[str, np.ndarray]
     next_observations: dict[str, np.ndarray]
 
-    def _dict_tensors(self, arrays: dict[str, np.ndarray], slots: np.ndarray, env: VecNormalize | None) -> dict[str, th.Tensor]:
+    def _observations_at(  # type: ignore[override]
+        self, arrays: dict[str, np.ndarray], slots: np.ndarray, env: VecNormalize | None
+    ) -> dict[str, th.Tensor]:
         gathered = self._normalize_obs({key: take_slots(array, slots) for key, array in arrays.items()}, env)
         assert isinstance(gathered, dict)
         return {key: self._tensor(array) for key, array in gathered.items()}
 
 
-class PrioritizedDictReplayBuffer(PrioritizedSampling, _DictTargetsMixin):
+class PrioritizedDictReplayBuffer(PrioritizedSampling, _DictTargetsMixin):  # type: ignore[misc]
     """
     :class:`PrioritizedReplayBuffer` for ``Dict`` observations (n-step capable, which SB3's Dict buffer is not).
 
-    :param buffer_size: Max number of elements in the buffer (per env)
+    :param buffer_size: Max number of transitions, over all envs (as in SB3)
     :param observation_space: Observation space (a ``Dict``)
     :param action_space: Action space
     :param device: PyTorch device
@@ -240,47 +246,14 @@ class PrioritizedDictReplayBuffer(PrioritizedSampling, _DictTargetsMixin):
     :param gamma: discount factor of the n-step returns
     """
 
-    def __init__(
-        self,
-        buffer_size: int,
-        observation_space: spaces.Dict,
-        action_space: spaces.Space,
-        device: th.device | str = "auto",
-        n_envs: int = 1,
-        optimize_memory_usage: bool = False,
-        handle_timeout_termination: bool = True,
-        alpha: float = 0.6,
-        beta: float = 0.4,
-        final_beta: float = 1.0,
-        eps: float = 1e-6,
-        n_steps: int = 1,
-        gamma: float = 0.99,
-    ):
-        super().__init__(buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination)
-        self._init_priorities(alpha, beta, final_beta, eps)
-        self._check_n_steps(n_steps, gamma)
-
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedDictReplayBufferSamples:  # type: ignore[override]
-        """See :meth:`PrioritizedReplayBuffer.sample`."""
-        slots, rows, envs, weights = self._sample_slots(batch_size)
-        next_slots, rewards, dones, discounts = self._targets(rows, envs, env)
-        return PrioritizedDictReplayBufferSamples(
-            observations=self._dict_tensors(self.observations, slots, env),
-            actions=self._tensor(take_slots(self.actions, slots)),
-            next_observations=self._dict_tensors(self.next_observations, next_slots, env),
-            dones=self._column(dones),
-            rewards=self._column(rewards),
-            discounts=None if discounts is None else self._column(discounts),
-            weights=weights,
-            indices=slots,
-        )
+    samples_class = PrioritizedDictReplayBufferSamples
 
 
 class NStepDictReplayBuffer(_DictTargetsMixin):
     """
     Uniform replay with n-step returns for ``Dict`` observations (SB3's ``NStepReplayBuffer`` is Box-only).
 
-    :param buffer_size: Max number of elements in the buffer (per env)
+    :param buffer_size: Max number of transitions, over all envs (as in SB3)
     :param observation_space: Observation space (a ``Dict``)
     :param action_space: Action space
     :param device: PyTorch device
@@ -303,21 +276,14 @@ class NStepDictReplayBuffer(_DictTargetsMixin):
         n_steps: int = 3,
         gamma: float = 0.99,
     ):
-        super().__init__(buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination)
+        super().__init__(
+            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
+        )
         self._check_n_steps(n_steps, gamma)
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]
         envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        slots = batch_inds * self.n_envs + envs
-        next_slots, rewards, dones, discounts = self._targets(batch_inds, envs, env)
-        return DictReplayBufferSamples(
-            observations=self._dict_tensors(self.observations, slots, env),
-            actions=self._tensor(take_slots(self.actions, slots)),
-            next_observations=self._dict_tensors(self.next_observations, next_slots, env),
-            dones=self._column(dones),
-            rewards=self._column(rewards),
-            discounts=None if discounts is None else self._column(discounts),
-        )
+        return DictReplayBufferSamples(**self._transitions(batch_inds, envs, env))
 
 
 __all__ = [

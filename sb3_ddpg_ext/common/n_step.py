@@ -86,7 +86,18 @@ def n_step_targets(
     lengths = np.empty(batch, dtype=np.int64)
     terminal = np.empty(batch, dtype=np.float32)
     # The walk along each window stops at a data-dependent step: compiled, not a (batch, n) fancy index.
-    _gather_windows(rewards, dones, timeouts, rows.astype(np.int64), envs.astype(np.int64), newest_row, windows, last_rows, lengths, terminal)
+    _gather_windows(
+        rewards,
+        dones,
+        timeouts,
+        rows.astype(np.int64),
+        envs.astype(np.int64),
+        newest_row,
+        windows,
+        last_rows,
+        lengths,
+        terminal,
+    )
     if scale_rewards is not None:
         windows = scale_rewards(windows) * (np.arange(n_steps) < lengths[:, None])
     return NStepTargets(

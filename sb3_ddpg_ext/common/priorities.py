@@ -72,7 +72,9 @@ class ProportionalPriorities:
             indices = indices.cpu().numpy()
         priorities = np.abs(np.asarray(priorities, dtype=np.float64).reshape(-1)) + self.eps
         if not np.all(np.isfinite(priorities)):
-            raise ValueError(f"priorities must be finite, got {priorities[~np.isfinite(priorities)][:5]} (diverged TD errors?)")
+            raise ValueError(
+                f"priorities must be finite, got {priorities[~np.isfinite(priorities)][:5]} (diverged TD errors?)"
+            )
         self.max_priority = max(self.max_priority, float(priorities.max(initial=0.0)))
         self.tree.update(np.asarray(indices).reshape(-1), priorities**self.alpha)
 

@@ -13,14 +13,15 @@ over a batch and no random number generator inside.
 import numpy as np
 from numba import njit
 
-
 # Both kernels walk the tree level by level for the whole batch rather than element by element: the
 # batch's memory accesses at one level are independent, so the CPU overlaps their cache misses. On a
 # 1M-leaf tree this made a search of 256 targets about 4x faster than one descent after another.
 
 
 @njit(cache=True, nogil=True)
-def _set_leaves(nodes: np.ndarray, offset: int, depth: int, indices: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
+def _set_leaves(
+    nodes: np.ndarray, offset: int, depth: int, indices: np.ndarray, values: np.ndarray
+) -> None:  # pragma: no cover
     batch = indices.shape[0]
     touched = np.empty(batch, dtype=np.int64)
     for k in range(batch):
@@ -35,7 +36,9 @@ def _set_leaves(nodes: np.ndarray, offset: int, depth: int, indices: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def _find_prefix_sums(nodes: np.ndarray, offset: int, depth: int, targets: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+def _find_prefix_sums(
+    nodes: np.ndarray, offset: int, depth: int, targets: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover
     batch = targets.shape[0]
     remaining = targets.copy()
     out[:] = 1
