@@ -9,13 +9,14 @@ from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import DictReplayBuffer, NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.td3.policies import Actor
 
 from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling
+from sb3_ddpg_ext.common.distributional import categorical_projection
 from sb3_ddpg_ext.common.validation import (
     accepted_keyword_arguments,
     check_bounded_box_action_space,
@@ -23,6 +24,7 @@ from sb3_ddpg_ext.common.validation import (
     check_known_keys,
     check_range,
 )
+from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
 
 SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
@@ -102,8 +104,8 @@ class DDPGExt(OffPolicyAlgorithm):
     policy: DDPGExtPolicy
     actor: Actor
     actor_target: Actor
-    critic: ContinuousCritic
-    critic_target: ContinuousCritic
+    critic: Critic
+    critic_target: Critic
 
     def __init__(
         self,
@@ -295,10 +297,10 @@ class DDPGExt(OffPolicyAlgorithm):
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
             target_q = self._td_target(batch)
-            critic_loss, td_errors, current_q = self._critic_loss(batch, target_q)
+            critic_loss, priorities, current_q = self._critic_loss(batch, target_q)
             self._optimize(self.critic.optimizer, critic_loss)
             if prioritized is not None:
-                prioritized.update_priorities(batch.indices, td_errors)  # type: ignore[attr-defined]
+                prioritized.update_priorities(batch.indices, priorities)  # type: ignore[attr-defined]
                 stats["is_weight_mean"].append(batch.weights.mean())  # type: ignore[attr-defined]
 
             if self._n_updates % self.policy_delay == 0:
@@ -308,26 +310,37 @@ class DDPGExt(OffPolicyAlgorithm):
                 stats["actor_loss"].append(actor_loss.detach())
 
             stats["critic_loss"].append(critic_loss.detach())
-            stats["td_error_mean"].append(td_errors.mean())
+            stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(
+                priorities.mean()
+            )
             stats["q_mean"].append(current_q.mean())
 
         self._record_train_stats(stats, prioritized)
 
     def _td_target(self, batch: ReplayBufferSamples) -> th.Tensor:
         """
-        ``y = r + discount * (1 - done) * min_k Q'_k(s', a')`` with ``a'`` the target actor's action
+        The critic's regression target. Plain critics: ``y = r + discount * (1 - done) * min_k Q'_k(s', a')``
+        (clipped double Q over the ``n_critics`` target critics). Categorical critics: the bootstrap
+        distribution of the target critic with the lowest mean, shifted by ``r``, scaled by
+        ``discount * (1 - done)`` and projected onto the support. ``a'`` is the target actor's action
         (smoothed by clipped noise when ``target_policy_noise > 0``). For n-step samples the buffer gives
         the n-step reward sum and the matching ``discount = gamma^m``; otherwise ``discount = gamma``.
 
         :param batch: replay samples
-        :return: TD targets, shape ``(batch_size, 1)``
+        :return: TD targets, shape ``(batch_size, 1)``, or target distributions, shape ``(batch_size, n_atoms)``
         """
         discounts = batch.discounts if batch.discounts is not None else self.gamma
         with th.no_grad():
             next_actions = self._target_actions(batch.next_observations)
-            next_q = th.cat(self.critic_target(batch.next_observations, next_actions), dim=1)
-            next_q = next_q.min(dim=1, keepdim=True).values
-            return batch.rewards + (1.0 - batch.dones) * discounts * next_q
+            next_outputs = th.stack(self.critic_target(batch.next_observations, next_actions), dim=1)
+            next_q = self.critic_target.q_values(next_outputs)  # (batch, n_critics)
+            bootstrap_discounts = (1.0 - batch.dones) * discounts
+            if isinstance(self.critic_target, CategoricalCritic):
+                lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
+                return categorical_projection(
+                    th.softmax(lowest, dim=-1), batch.rewards, bootstrap_discounts, self.critic_target.atoms
+                )
+            return batch.rewards + bootstrap_discounts * next_q.min(dim=1, keepdim=True).values
 
     def _target_actions(self, next_observations: PyTorchObs) -> th.Tensor:
         actions = self.actor_target(next_observations)
@@ -338,27 +351,34 @@ class DDPGExt(OffPolicyAlgorithm):
             actions = (actions + noise).clamp(-1.0, 1.0)
         return actions
 
-    def _critic_loss(self, batch: ReplayBufferSamples, target_q: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def _critic_loss(self, batch: ReplayBufferSamples, target: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """
-        Sum over critics of the squared TD error, averaged over the batch (SB3's TD3/DDPG loss); with
-        prioritized samples, averaged with their importance weights.
+        Per sample: the sum over critics of the squared TD error (plain, as SB3's TD3/DDPG) or of the
+        cross-entropy to the target distribution (categorical). The loss is their mean over the batch,
+        weighted by the importance weights when the samples are prioritized.
 
         :param batch: replay samples (with ``weights`` when prioritized)
-        :param target_q: TD targets, shape ``(batch_size, 1)``
-        :return: the loss; each sample's priority, the mean absolute TD error over critics, shape
-            ``(batch_size,)``; the critics' current Q-values, shape ``(batch_size, n_critics)``
+        :param target: output of :meth:`_td_target`
+        :return: the loss; each sample's priority, shape ``(batch_size,)``: the mean over critics of the
+            absolute TD error (plain) or of the cross-entropy (categorical); the critics' current
+            Q-values, shape ``(batch_size, n_critics)``
         """
-        current_q = th.cat(self.critic(batch.observations, batch.actions), dim=1)
-        td_errors = current_q - target_q
-        per_sample_loss = td_errors.square().sum(dim=1)
+        outputs = th.stack(self.critic(batch.observations, batch.actions), dim=1)
+        if isinstance(self.critic, CategoricalCritic):
+            per_critic_loss = -(target.unsqueeze(1) * th.log_softmax(outputs, dim=-1)).sum(dim=-1)
+            priorities = per_critic_loss.detach().mean(dim=1)
+        else:
+            td_errors = self.critic.q_values(outputs) - target
+            per_critic_loss = td_errors.square()
+            priorities = td_errors.detach().abs().mean(dim=1)
+        per_sample_loss = per_critic_loss.sum(dim=1)
         weights = getattr(batch, "weights", None)
         loss = per_sample_loss.mean() if weights is None else (per_sample_loss * weights.view(-1)).mean()
-        return loss, td_errors.detach().abs().mean(dim=1), current_q.detach()
+        return loss, priorities, self.critic.q_values(outputs.detach())
 
     def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
         """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""
-        # SB3 annotates q1_forward for tensors only; it takes Dict observations as well.
-        return -self.critic.q1_forward(observations, self.actor(observations)).mean()  # type: ignore[arg-type]
+        return -self.critic.q_values(self.critic.q1_forward(observations, self.actor(observations))).mean()
 
     @staticmethod
     def _optimize(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:

@@ -1,5 +1,6 @@
 """Actor-critic policies of DDPGExt: a deterministic actor, one or more Q critics and their targets."""
 
+import math
 from typing import Any, ClassVar
 
 import torch as th
@@ -13,6 +14,12 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
+
+from sb3_ddpg_ext.common.validation import check_int, check_range
+from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
+
+CRITIC_TYPES = ("plain", "categorical")
+CATEGORICAL_DEFAULTS = {"n_atoms": 51, "v_min": -10.0, "v_max": 10.0}
 
 
 class DDPGExtPolicy(TD3Policy):
@@ -36,9 +43,16 @@ class DDPGExtPolicy(TD3Policy):
     :param n_critics: Number of Q-networks; the TD target uses the minimum over them (clipped double Q)
     :param share_features_extractor: Whether actor and critic share one features extractor
         (then it is trained by the actor loss only)
+    :param critic: ``"plain"`` (scalar Q-values) or ``"categorical"`` (D4PG's distributional critic)
+    :param n_atoms: categorical critic only: number of atoms of the support (default 51)
+    :param v_min: categorical critic only: lower bound of the support (default -10); smaller returns are clipped
+    :param v_max: categorical critic only: upper bound of the support (default 10); larger returns are clipped
     """
 
     default_features_extractor_class: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
+    # Our critics replace SB3's ContinuousCritic (same interface, more output types).
+    critic: Critic  # type: ignore[assignment]
+    critic_target: Critic  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -54,7 +68,15 @@ class DDPGExtPolicy(TD3Policy):
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 1,
         share_features_extractor: bool = False,
+        critic: str = "plain",
+        n_atoms: int | None = None,
+        v_min: float | None = None,
+        v_max: float | None = None,
     ):
+        check_int("n_critics", n_critics, 1)
+        # Set before nn.Module.__init__ (plain attributes are allowed there): TD3Policy builds the critic
+        # inside its constructor, through make_critic.
+        self.critic_options = _critic_options(critic, n_atoms=n_atoms, v_min=v_min, v_max=v_max)
         super().__init__(
             observation_space,
             action_space,
@@ -69,6 +91,33 @@ class DDPGExtPolicy(TD3Policy):
             n_critics=n_critics,
             share_features_extractor=share_features_extractor,
         )
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> Critic:  # type: ignore[override]
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        options = dict(self.critic_options)
+        critic_class = CategoricalCritic if options.pop("critic") == "categorical" else Critic
+        return critic_class(**critic_kwargs, **options).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **self.critic_options}
+
+
+def _critic_options(critic: str, **categorical: float | None) -> dict[str, Any]:
+    """Check the critic type and its options; fill the categorical defaults."""
+    if critic not in CRITIC_TYPES:
+        raise ValueError(f"`critic` must be one of {list(CRITIC_TYPES)}, got {critic!r}")
+    given = {key: value for key, value in categorical.items() if value is not None}
+    if critic != "categorical":
+        if given:
+            raise ValueError(f"{sorted(given)} only apply to `critic='categorical'`, got critic={critic!r}")
+        return {"critic": critic}
+    options: dict[str, Any] = {**CATEGORICAL_DEFAULTS, **given}
+    check_int("n_atoms", options["n_atoms"], 2)
+    check_range("v_min", options["v_min"])
+    check_range("v_max", options["v_max"])
+    if not -math.inf < options["v_min"] < options["v_max"] < math.inf:
+        raise ValueError(f"`v_min` < `v_max` must be finite, got v_min={options['v_min']} and v_max={options['v_max']}")
+    return {"critic": critic, **options}
 
 
 MlpPolicy = DDPGExtPolicy
