@@ -1,11 +1,13 @@
 """With no extension switched on, DDPGExt is SB3's DDPG: same updates, same parameters."""
 
+import copy
 import inspect
 
 import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import DDPG, TD3
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_ddpg_ext import DDPGExt
@@ -31,21 +33,13 @@ def _assert_same_parameters(model, reference):
         th.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
-def test_same_parameters_as_sb3_ddpg_after_training():
-    model, reference = _train(DDPGExt), _train(DDPG)
-    assert model._n_updates == reference._n_updates == 300
-    # Training moved the weights away from their shared initialisation: the comparison means something.
-    assert not th.allclose(model.actor.mu[0].weight, _train(DDPGExt, steps=100).actor.mu[0].weight)
+def test_same_initial_weights_and_same_collected_data_as_sb3_ddpg():
+    # gradient_steps=0: collection only, so any difference would come from the data pipeline.
+    model, reference = _train(DDPGExt, gradient_steps=0), _train(DDPG, gradient_steps=0)
     _assert_same_parameters(model, reference)
-
-
-def test_td3_settings_give_same_parameters_as_sb3_td3():
-    td3_settings = dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)
-    model = _train(DDPGExt, **td3_settings, policy_kwargs=dict(net_arch=[32, 32], n_critics=2))
-    reference = _train(TD3, **td3_settings)
-    assert model._n_updates == reference._n_updates
-    # Both draw the smoothing noise from torch's generator with one call of the same shape per update.
-    _assert_same_parameters(model, reference)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        np.testing.assert_array_equal(getattr(model.replay_buffer, name), getattr(reference.replay_buffer, name), err_msg=name)
+    assert model.replay_buffer.pos == 400
 
 
 @pytest.mark.parametrize("n_steps", [1, 3])
@@ -69,3 +63,38 @@ def test_accepts_every_argument_of_sb3_ddpg_with_the_same_default():
         assert ours[name].default == parameter.default, name
     for name in ("policy_delay", "target_policy_noise", "target_noise_clip", "stats_window_size"):
         assert name in ours, name
+
+
+@pytest.mark.parametrize(
+    "reference_class,settings",
+    [
+        (DDPG, dict()),
+        (TD3, dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)),
+    ],
+)
+def test_optimized_update_matches_the_straightforward_update_on_identical_batches(reference_class, settings):
+    """DDPGExt's lean update (fused Adam, actor-only gradients, fused Polyak averaging) is SB3's maths."""
+    n_critics = 2 if reference_class is TD3 else 1
+    reference = reference_class("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[64, 64]), seed=5, **settings)
+    reference.learn(300)
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[64, 64], n_critics=n_critics), seed=5, **settings)
+    model.policy.load_state_dict(reference.policy.state_dict())
+    model.replay_buffer = reference.replay_buffer
+    for optimizer, reference_optimizer in (
+        (model.actor.optimizer, reference.actor.optimizer),
+        (model.critic.optimizer, reference.critic.optimizer),
+    ):
+        # A deep copy: load_state_dict would otherwise share the moment tensors between the two.
+        optimizer.load_state_dict(copy.deepcopy(reference_optimizer.state_dict()))
+    model._n_updates = reference._n_updates
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    before = {key: value.clone() for key, value in model.policy.state_dict().items()}
+    for algorithm in (model, reference):
+        # Same batches and the same smoothing noise for both.
+        np.random.seed(0)
+        th.manual_seed(0)
+        algorithm.train(gradient_steps=50, batch_size=64)
+    ours, theirs = model.policy.state_dict(), reference.policy.state_dict()
+    for key in ours:
+        th.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-6, msg=key)
+    assert any(not th.equal(before[key], ours[key]) for key in ours)

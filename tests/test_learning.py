@@ -9,7 +9,6 @@ from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
 
-
 TD3 = dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)
 CATEGORICAL = dict(critic="categorical", n_atoms=51, v_min=-1500.0, v_max=0.0)
 

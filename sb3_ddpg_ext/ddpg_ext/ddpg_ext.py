@@ -11,7 +11,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from stable_baselines3.common.utils import get_parameters_by_name
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.td3.policies import Actor
 
@@ -99,7 +99,13 @@ class DDPGExt(OffPolicyAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
     }
     # Lists of tensors derived from the policy in _create_aliases: rebuilt on load, never saved.
-    _derived_attributes = ("_online_params", "_target_params", "_online_running_stats", "_target_running_stats")
+    _derived_attributes = (
+        "_actor_params",
+        "_online_params",
+        "_target_params",
+        "_online_running_stats",
+        "_target_running_stats",
+    )
 
     policy: DDPGExtPolicy
     actor: Actor
@@ -270,9 +276,9 @@ class DDPGExt(OffPolicyAlgorithm):
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
         # Resolved once: walking the module tree on every update costs more than the update of a small net.
-        self._online_params = [*self.critic.parameters(), *self.actor.parameters()]
-        self._target_params = [*self.critic_target.parameters(), *self.actor_target.parameters()]
-        # Running statistics (BatchNorm) are copied, not averaged, see SB3 issue #996.
+        self._actor_params: list[th.Tensor] = list(self.actor.parameters())
+        self._online_params: list[th.Tensor] = [*self.critic.parameters(), *self._actor_params]
+        self._target_params: list[th.Tensor] = [*self.critic_target.parameters(), *self.actor_target.parameters()]
         self._online_running_stats = get_parameters_by_name(self.critic, ["running_"]) + get_parameters_by_name(
             self.actor, ["running_"]
         )
@@ -305,7 +311,9 @@ class DDPGExt(OffPolicyAlgorithm):
 
             if self._n_updates % self.policy_delay == 0:
                 actor_loss = self._actor_loss(batch.observations)
-                self._optimize(self.actor.optimizer, actor_loss)
+                # Gradients for the actor's parameters only: the critic's weight gradients would be
+                # computed through the actor loss and thrown away (one large matmul per critic layer).
+                self._optimize(self.actor.optimizer, actor_loss, inputs=self._actor_params)
                 self._update_target_networks()
                 stats["actor_loss"].append(actor_loss.detach())
 
@@ -381,14 +389,18 @@ class DDPGExt(OffPolicyAlgorithm):
         return -self.critic.q_values(self.critic.q1_forward(observations, self.actor(observations))).mean()
 
     @staticmethod
-    def _optimize(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+    def _optimize(optimizer: th.optim.Optimizer, loss: th.Tensor, inputs: list[th.Tensor] | None = None) -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=inputs)
         optimizer.step()
 
+    @th.no_grad()
     def _update_target_networks(self) -> None:
-        polyak_update(self._online_params, self._target_params, self.tau)
-        polyak_update(self._online_running_stats, self._target_running_stats, 1.0)
+        # One fused call over all tensors: target <- target + tau * (online - target).
+        th._foreach_lerp_(self._target_params, self._online_params, self.tau)
+        if self._online_running_stats:
+            # Running statistics (BatchNorm) are copied, not averaged, see SB3 issue #996.
+            th._foreach_copy_(self._target_running_stats, self._online_running_stats)
 
     def _record_train_stats(self, stats: dict[str, list[th.Tensor]], prioritized: PrioritizedSampling | None) -> None:
         # One device sync per statistic and train() call instead of one per gradient step.
