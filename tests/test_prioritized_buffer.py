@@ -5,8 +5,9 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from scipy import stats
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 
-from sb3_ddpg_ext import NStepDictReplayBuffer, PrioritizedDictReplayBuffer, PrioritizedReplayBuffer
+from sb3_ddpg_ext import NStepDictReplayBuffer, PrioritizedDictReplayBuffer, PrioritizedReplayBuffer, UniformReplayBuffer
 
 BOX = spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
 DICT = spaces.Dict({"a": spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32), "b": spaces.Box(-1, 1, shape=(2,))})
@@ -202,3 +203,25 @@ def test_non_finite_priorities_are_refused():
 def test_sampling_an_empty_buffer_is_an_error():
     with pytest.raises(ValueError, match="empty replay buffer"):
         PrioritizedReplayBuffer(10, BOX, ACTIONS, device="cpu").sample(4)
+
+
+@pytest.mark.parametrize("n_steps,n_envs", [(1, 1), (1, 3), (3, 1), (5, 3)])
+def test_uniform_buffer_gives_the_same_batches_as_sb3(n_steps, n_envs):
+    """Same storage and the same random draws as SB3's ReplayBuffer / NStepReplayBuffer: same batches."""
+    sb3_class = ReplayBuffer if n_steps == 1 else NStepReplayBuffer
+    kwargs = {} if n_steps == 1 else dict(n_steps=n_steps, gamma=0.9)
+    ours = UniformReplayBuffer(90, BOX, ACTIONS, device="cpu", n_envs=n_envs, **kwargs)
+    theirs = sb3_class(90, BOX, ACTIONS, device="cpu", n_envs=n_envs, **kwargs)
+    for buffer in (ours, theirs):
+        _fill(buffer, 50)
+    for seed in range(5):
+        np.random.seed(seed)
+        batch = ours.sample(32)
+        np.random.seed(seed)
+        reference = theirs.sample(32)
+        for name in ("observations", "actions", "next_observations", "dones", "rewards", "discounts"):
+            mine, other = getattr(batch, name), getattr(reference, name)
+            if other is None:
+                assert mine is None, name
+            else:
+                th.testing.assert_close(mine, other, msg=name)

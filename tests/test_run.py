@@ -12,7 +12,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-from sb3_ddpg_ext import DDPGExt
+from sb3_ddpg_ext import DDPGExt, UniformReplayBuffer
 
 TINY = dict(net_arch=[32, 32])
 FAST = dict(learning_starts=50, batch_size=32, buffer_size=2_000)
@@ -119,9 +119,9 @@ def test_her_with_goal_conditioned_env(goal_selection_strategy):
     assert model._n_updates > 0
 
 
-def test_n_steps_uses_sb3_n_step_buffer():
+def test_n_steps_are_passed_to_the_default_buffer():
     model = DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, gamma=0.9, policy_kwargs=TINY, **FAST)
-    assert isinstance(model.replay_buffer, NStepReplayBuffer)
+    assert isinstance(model.replay_buffer, UniformReplayBuffer)
     assert (model.replay_buffer.n_steps, model.replay_buffer.gamma) == (3, 0.9)
     model.learn(150)
     samples = model.replay_buffer.sample(64)

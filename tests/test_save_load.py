@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3.common.buffers import DictReplayBuffer, NStepReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer
 from stable_baselines3.common.envs import SimpleMultiObsEnv
 
-from sb3_ddpg_ext import DDPGExt
+from sb3_ddpg_ext import DDPGExt, UniformReplayBuffer
 
 FAST = dict(learning_starts=50, batch_size=32, buffer_size=1_000)
 
@@ -73,7 +73,7 @@ def test_replay_buffer_save_load_round_trip(tmp_path):
     model.save_replay_buffer(tmp_path / "buffer.pkl")
     other = DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, policy_kwargs=dict(net_arch=[16]), seed=1, **FAST)
     other.load_replay_buffer(tmp_path / "buffer.pkl")
-    assert isinstance(other.replay_buffer, NStepReplayBuffer)
+    assert isinstance(other.replay_buffer, UniformReplayBuffer)
     for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
         np.testing.assert_array_equal(getattr(other.replay_buffer, name), getattr(model.replay_buffer, name))
     assert (other.replay_buffer.pos, other.replay_buffer.full, other.replay_buffer.n_steps) == (

@@ -93,6 +93,51 @@ class _TargetsMixin(ReplayBuffer):
         return self._tensor(array.astype(np.float32, copy=False).reshape(-1, 1))
 
 
+class UniformReplayBuffer(_TargetsMixin):
+    """
+    SB3's ``ReplayBuffer`` (same storage, same random draws, so the same batches for the same seed) whose
+    batches are gathered with one ``np.take`` per field and handed to torch without a copy; n-step capable
+    with SB3's ``NStepReplayBuffer`` semantics. DDPGExt's default buffer for non-``Dict`` observations.
+
+    :param buffer_size: Max number of transitions, over all envs (as in SB3)
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param device: PyTorch device
+    :param n_envs: Number of parallel environments
+    :param optimize_memory_usage: SB3's memory-saving layout (then batches are gathered by SB3's code;
+        not with ``n_steps > 1``)
+    :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately
+    :param n_steps: the ``n`` of n-step returns (1: one-step TD targets)
+    :param gamma: discount factor of the n-step returns
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+    ):
+        super().__init__(
+            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
+        )
+        if n_steps > 1 and optimize_memory_usage:
+            raise ValueError(f"`n_steps={n_steps}` cannot be combined with `optimize_memory_usage=True`")
+        self._check_n_steps(n_steps, gamma)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        if self.optimize_memory_usage:
+            return super()._get_samples(batch_inds, env)
+        # The same draw as SB3's ReplayBuffer, so that a seed gives the same batches.
+        envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        return ReplayBufferSamples(**self._transitions(batch_inds, envs, env))
+
+
 class PrioritizedSampling(_TargetsMixin):
     """Proportional prioritized sampling over every (row, env) slot, shared by the Box and Dict buffers."""
 
@@ -290,6 +335,6 @@ __all__ = [
     "NStepDictReplayBuffer",
     "PrioritizedDictReplayBuffer",
     "PrioritizedReplayBuffer",
-    "ReplayBufferSamples",
+    "UniformReplayBuffer",
     "take_slots",
 ]

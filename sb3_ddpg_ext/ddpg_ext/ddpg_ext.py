@@ -6,7 +6,7 @@ from typing import Any, ClassVar, TypeVar
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
-from stable_baselines3.common.buffers import DictReplayBuffer, NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
@@ -15,7 +15,7 @@ from stable_baselines3.common.utils import get_parameters_by_name
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.td3.policies import Actor
 
-from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling
+from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling, UniformReplayBuffer
 from sb3_ddpg_ext.common.distributional import categorical_projection
 from sb3_ddpg_ext.common.validation import (
     accepted_keyword_arguments,
@@ -231,10 +231,8 @@ class DDPGExt(OffPolicyAlgorithm):
         if self.replay_buffer_class is None:
             if isinstance(self.observation_space, spaces.Dict):
                 self.replay_buffer_class = NStepDictReplayBuffer if self.n_steps > 1 else DictReplayBuffer
-            elif self.n_steps > 1:
-                self.replay_buffer_class = NStepReplayBuffer
             else:
-                self.replay_buffer_class = ReplayBuffer
+                self.replay_buffer_class = UniformReplayBuffer
         if self.n_steps > 1:
             self._pass_n_steps_to_buffer(self.replay_buffer_class)
         check_known_keys(
