@@ -79,7 +79,7 @@ def test_plain_target_takes_the_minimum_over_critics():
     # The three target critics disagree, so taking the minimum matters.
     assert (next_q.max(dim=1).values - next_q.min(dim=1).values).min() > 0
     expected = batch.rewards + (1 - batch.dones) * batch.discounts * next_q.min(dim=1, keepdim=True).values
-    th.testing.assert_close(model._td_target(batch), expected)
+    th.testing.assert_close(model._td_target(batch, model._critic_outputs(batch)[1]), expected)
 
 
 def test_categorical_target_uses_the_critic_with_the_lowest_mean():
@@ -92,14 +92,15 @@ def test_categorical_target_uses_the_critic_with_the_lowest_mean():
     means = th.stack([p @ model.critic.atoms for p in probabilities], dim=1)
     lowest = th.where((means[:, 0] <= means[:, 1])[:, None], probabilities[0], probabilities[1])
     expected = categorical_projection(lowest, batch.rewards, (1 - batch.dones) * model.gamma, model.critic.atoms)
-    th.testing.assert_close(model._td_target(batch), expected)
+    th.testing.assert_close(model._td_target(batch, model._critic_outputs(batch)[1]), expected)
 
 
 def test_categorical_loss_is_cross_entropy_and_q_is_the_expectation():
     model = _trained(CATEGORICAL, replay_buffer_class=PrioritizedReplayBuffer)
     batch = model.replay_buffer.sample(32)
-    target = model._td_target(batch)
-    loss, priorities, current_q = model._critic_loss(batch, target)
+    outputs, next_outputs = model._critic_outputs(batch)
+    target = model._td_target(batch, next_outputs)
+    loss, priorities, current_q = model._critic_loss(batch, outputs, target)
     (logits,) = model.critic(batch.observations, batch.actions)
     cross_entropy = -(target * th.log_softmax(logits, dim=1)).sum(dim=1)
     th.testing.assert_close(loss, (cross_entropy * batch.weights.view(-1)).mean())

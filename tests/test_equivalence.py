@@ -47,8 +47,9 @@ def test_critic_loss_equals_sum_of_mse_over_critics(n_steps):
     model = DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=n_steps, **_settings(policy_kwargs=dict(net_arch=[32], n_critics=2)))
     model.learn(150)
     batch = model.replay_buffer.sample(32)
-    target = model._td_target(batch)
-    loss, priorities, current_q = model._critic_loss(batch, target)
+    outputs, next_outputs = model._critic_outputs(batch)
+    target = model._td_target(batch, next_outputs)
+    loss, priorities, current_q = model._critic_loss(batch, outputs, target)
     q_values = model.critic(batch.observations, batch.actions)
     th.testing.assert_close(loss, sum(th.nn.functional.mse_loss(q, target) for q in q_values))
     # Priority rule with several critics: the mean absolute TD error over them.

@@ -45,9 +45,9 @@ def test_priorities_handed_back_are_the_td_errors_of_the_update(monkeypatch):
     recorded = {}
     critic_loss = model._critic_loss
 
-    def recording_critic_loss(batch, target_q):
+    def recording_critic_loss(batch, outputs, target):
         recorded["batch"] = batch
-        recorded["result"] = critic_loss(batch, target_q)
+        recorded["result"] = critic_loss(batch, outputs, target)
         return recorded["result"]
 
     monkeypatch.setattr(model, "_critic_loss", recording_critic_loss)
@@ -66,8 +66,9 @@ def test_critic_loss_is_importance_weighted():
     batch = model.replay_buffer.sample(32)
     weights = th.linspace(0.1, 1.0, 32).view(-1, 1)
     weighted = PrioritizedReplayBufferSamples(*batch[:-2], weights=weights, indices=batch.indices)
-    target = model._td_target(weighted)
-    loss, priorities, _ = model._critic_loss(weighted, target)
+    outputs, next_outputs = model._critic_outputs(weighted)
+    target = model._td_target(weighted, next_outputs)
+    loss, priorities, _ = model._critic_loss(weighted, outputs, target)
     q1, q2 = model.critic(batch.observations, batch.actions)
     per_sample = (q1 - target).square() + (q2 - target).square()
     th.testing.assert_close(loss, (weights * per_sample).mean())

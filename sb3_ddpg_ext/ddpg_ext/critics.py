@@ -1,5 +1,7 @@
 """Critics of DDPGExt: an ensemble of Q-networks with a scalar or a categorical output."""
 
+from typing import Any
+
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BaseModel
@@ -29,6 +31,9 @@ class Critic(BaseModel):
     :param share_features_extractor: Whether the features extractor is shared with the actor
         (then the critic loss does not train it)
     :param n_outputs: Output size of each Q-network (1: a scalar Q-value)
+    :param pre_linear_modules: module classes put before each linear layer (e.g. BatchRenorm), as in SB3's
+        ``create_mlp``
+    :param post_linear_modules: module classes put after each hidden linear layer (e.g. LayerNorm)
     """
 
     features_extractor: BaseFeaturesExtractor
@@ -45,6 +50,8 @@ class Critic(BaseModel):
         n_critics: int = 1,
         share_features_extractor: bool = True,
         n_outputs: int = 1,
+        pre_linear_modules: list[Any] | None = None,
+        post_linear_modules: list[Any] | None = None,
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
@@ -54,7 +61,15 @@ class Critic(BaseModel):
         input_dim = features_dim + get_action_dim(self.action_space)
         self.q_networks: list[nn.Module] = []
         for index in range(n_critics):
-            q_network = nn.Sequential(*create_mlp(input_dim, n_outputs, net_arch, activation_fn))
+            layers = create_mlp(
+                input_dim,
+                n_outputs,
+                net_arch,
+                activation_fn,
+                pre_linear_modules=pre_linear_modules,
+                post_linear_modules=post_linear_modules,
+            )
+            q_network = nn.Sequential(*layers)
             self.add_module(f"qf{index}", q_network)
             self.q_networks.append(q_network)
 
@@ -109,6 +124,8 @@ class CategoricalCritic(Critic):
         n_atoms: int = 51,
         v_min: float = -10.0,
         v_max: float = 10.0,
+        pre_linear_modules: list[Any] | None = None,
+        post_linear_modules: list[Any] | None = None,
     ):
         super().__init__(
             observation_space,
@@ -121,6 +138,8 @@ class CategoricalCritic(Critic):
             n_critics,
             share_features_extractor,
             n_outputs=n_atoms,
+            pre_linear_modules=pre_linear_modules,
+            post_linear_modules=post_linear_modules,
         )
         # A buffer: saved with the weights, moved with .to(device), never trained or Polyak-averaged.
         self.register_buffer("atoms", th.linspace(v_min, v_max, n_atoms))

@@ -1,8 +1,10 @@
 """DDPGExt: DDPG as an SB3 off-policy algorithm, with each later improvement a switch."""
 
+import contextlib
 from collections import defaultdict
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
@@ -13,10 +15,11 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
-from stable_baselines3.td3.policies import Actor
 
 from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling, UniformReplayBuffer
 from sb3_ddpg_ext.common.distributional import categorical_projection
+from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
+from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode
 from sb3_ddpg_ext.common.validation import (
     accepted_keyword_arguments,
     check_bounded_box_action_space,
@@ -24,6 +27,7 @@ from sb3_ddpg_ext.common.validation import (
     check_known_keys,
     check_range,
 )
+from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
 
@@ -81,6 +85,8 @@ class DDPGExt(OffPolicyAlgorithm):
     :param target_policy_noise: standard deviation of the Gaussian noise added to the target action
         (TD3's target policy smoothing; 0 switches it off)
     :param target_noise_clip: absolute limit of that noise (clipping only when > 0)
+    :param param_noise: adaptive parameter-space noise (Plappert et al. 2018): collect with a perturbed copy
+        of the actor, re-perturbed at each episode end (alone or together with ``action_noise``)
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -106,6 +112,8 @@ class DDPGExt(OffPolicyAlgorithm):
         "_online_running_stats",
         "_target_running_stats",
     )
+
+    _perturbed_at_episode = -1
 
     policy: DDPGExtPolicy
     actor: Actor
@@ -133,6 +141,7 @@ class DDPGExt(OffPolicyAlgorithm):
         policy_delay: int = 1,
         target_policy_noise: float = 0.0,
         target_noise_clip: float = 0.0,
+        param_noise: AdaptiveParamNoise | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -175,6 +184,7 @@ class DDPGExt(OffPolicyAlgorithm):
         self.policy_delay = policy_delay
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
+        self.param_noise = param_noise
         self._check_arguments()
 
         if _init_setup_model:
@@ -206,6 +216,8 @@ class DDPGExt(OffPolicyAlgorithm):
         check_range("target_noise_clip", self.target_noise_clip, low=0.0)
         if self.action_noise is not None and not isinstance(self.action_noise, ActionNoise):
             raise TypeError(f"`action_noise` must be None or an ActionNoise instance, got {self.action_noise!r}")
+        if self.param_noise is not None and not isinstance(self.param_noise, AdaptiveParamNoise):
+            raise TypeError(f"`param_noise` must be None or an AdaptiveParamNoise instance, got {self.param_noise!r}")
         check_known_keys(
             "policy_kwargs",
             self.policy_kwargs,
@@ -275,14 +287,16 @@ class DDPGExt(OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
         # Resolved once: walking the module tree on every update costs more than the update of a small net.
         self._actor_params: list[th.Tensor] = list(self.actor.parameters())
-        self._online_params: list[th.Tensor] = [*self.critic.parameters(), *self._actor_params]
-        self._target_params: list[th.Tensor] = [*self.critic_target.parameters(), *self.actor_target.parameters()]
-        self._online_running_stats = get_parameters_by_name(self.critic, ["running_"]) + get_parameters_by_name(
-            self.actor, ["running_"]
-        )
-        self._target_running_stats = get_parameters_by_name(self.critic_target, ["running_"]) + get_parameters_by_name(
-            self.actor_target, ["running_"]
-        )
+        self._online_params: list[th.Tensor] = []
+        self._target_params: list[th.Tensor] = []
+        self._online_running_stats: list[th.Tensor] = []
+        self._target_running_stats: list[th.Tensor] = []
+        for online, target in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
+            if target is not None:  # CrossQ has no target networks
+                self._online_params += online.parameters()
+                self._target_params += target.parameters()
+                self._online_running_stats += get_parameters_by_name(online, ["running_"])
+                self._target_running_stats += get_parameters_by_name(target, ["running_"])
 
     # ------------------------------------------------------------------ the update
 
@@ -300,8 +314,9 @@ class DDPGExt(OffPolicyAlgorithm):
             self._n_updates += 1
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
-            target_q = self._td_target(batch)
-            critic_loss, priorities, current_q = self._critic_loss(batch, target_q)
+            outputs, next_outputs = self._critic_outputs(batch)
+            target = self._td_target(batch, next_outputs)
+            critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
             self._optimize(self.critic.optimizer, critic_loss)
             if prioritized is not None:
                 prioritized.update_priorities(batch.indices, priorities)  # type: ignore[attr-defined]
@@ -314,6 +329,8 @@ class DDPGExt(OffPolicyAlgorithm):
                 self._optimize(self.actor.optimizer, actor_loss, inputs=self._actor_params)
                 self._update_target_networks()
                 stats["actor_loss"].append(actor_loss.detach())
+            if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
+                self.param_noise.adapt(self.actor, batch.observations)
 
             stats["critic_loss"].append(critic_loss.detach())
             stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(
@@ -323,33 +340,34 @@ class DDPGExt(OffPolicyAlgorithm):
 
         self._record_train_stats(stats, prioritized)
 
-    def _td_target(self, batch: ReplayBufferSamples) -> th.Tensor:
+    def _critic_outputs(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """
-        The critic's regression target. Plain critics: ``y = r + discount * (1 - done) * min_k Q'_k(s', a')``
-        (clipped double Q over the ``n_critics`` target critics). Categorical critics: the bootstrap
-        distribution of the target critic with the lowest mean, shifted by ``r``, scaled by
-        ``discount * (1 - done)`` and projected onto the support. ``a'`` is the target actor's action
-        (smoothed by clipped noise when ``target_policy_noise > 0``). For n-step samples the buffer gives
-        the n-step reward sum and the matching ``discount = gamma^m``; otherwise ``discount = gamma``.
+        The critics' outputs for ``(s, a)``, with gradients, and the target critics' for ``(s', a')``,
+        without; ``a'`` is the target actor's action (smoothed by clipped noise when
+        ``target_policy_noise > 0``). CrossQ has no target networks: the critic evaluates both batches
+        in one forward pass, in training mode, so that its BatchRenorm statistics describe their mixture.
 
         :param batch: replay samples
-        :return: TD targets, shape ``(batch_size, 1)``, or target distributions, shape ``(batch_size, n_atoms)``
+        :return: two tensors of shape ``(batch_size, n_critics, n_outputs)``
         """
-        discounts = batch.discounts if batch.discounts is not None else self.gamma
         with th.no_grad():
             next_actions = self._target_actions(batch.next_observations)
-            next_outputs = th.stack(self.critic_target(batch.next_observations, next_actions), dim=1)
-            next_q = self.critic_target.q_values(next_outputs)  # (batch, n_critics)
-            bootstrap_discounts = (1.0 - batch.dones) * discounts
-            if isinstance(self.critic_target, CategoricalCritic):
-                lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
-                return categorical_projection(
-                    th.softmax(lowest, dim=-1), batch.rewards, bootstrap_discounts, self.critic_target.atoms
-                )
-            return batch.rewards + bootstrap_discounts * next_q.min(dim=1, keepdim=True).values
+        if self.critic_target is not None:
+            outputs = th.stack(self.critic(batch.observations, batch.actions), dim=1)
+            with th.no_grad():
+                next_outputs = th.stack(self.critic_target(batch.next_observations, next_actions), dim=1)
+            return outputs, next_outputs
+        joint_observations = concatenate_observations(batch.observations, batch.next_observations)
+        joint_outputs = th.stack(self.critic(joint_observations, th.cat([batch.actions, next_actions])), dim=1)
+        outputs, next_outputs = joint_outputs.split(batch.actions.shape[0])
+        return outputs, next_outputs.detach()
 
     def _target_actions(self, next_observations: PyTorchObs) -> th.Tensor:
-        actions = self.actor_target(next_observations)
+        if self.actor_target is not None:
+            actions = self.actor_target(next_observations)
+        else:
+            with evaluation_mode(self.actor):  # CrossQ: the actor itself, its statistics left as they are
+                actions = self.actor(next_observations)
         if self.target_policy_noise > 0:
             noise = th.randn_like(actions) * self.target_policy_noise
             if self.target_noise_clip > 0:
@@ -357,19 +375,41 @@ class DDPGExt(OffPolicyAlgorithm):
             actions = (actions + noise).clamp(-1.0, 1.0)
         return actions
 
-    def _critic_loss(self, batch: ReplayBufferSamples, target: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def _td_target(self, batch: ReplayBufferSamples, next_outputs: th.Tensor) -> th.Tensor:
+        """
+        The critic's regression target. Plain critics: ``y = r + discount * (1 - done) * min_k Q'_k(s', a')``
+        (clipped double Q over the ``n_critics`` target critics). Categorical critics: the bootstrap
+        distribution of the target critic with the lowest mean, shifted by ``r``, scaled by
+        ``discount * (1 - done)`` and projected onto the support. For n-step samples the buffer gives
+        the n-step reward sum and the matching ``discount = gamma^m``; otherwise ``discount = gamma``.
+
+        :param batch: replay samples
+        :param next_outputs: the target critics' outputs for ``(s', a')``, see :meth:`_critic_outputs`
+        :return: TD targets, shape ``(batch_size, 1)``, or target distributions, shape ``(batch_size, n_atoms)``
+        """
+        discounts = batch.discounts if batch.discounts is not None else self.gamma
+        bootstrap_discounts = (1.0 - batch.dones) * discounts
+        next_q = self.critic.q_values(next_outputs)  # (batch, n_critics)
+        if isinstance(self.critic, CategoricalCritic):
+            lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
+            return categorical_projection(th.softmax(lowest, dim=-1), batch.rewards, bootstrap_discounts, self.critic.atoms)
+        return batch.rewards + bootstrap_discounts * next_q.min(dim=1, keepdim=True).values
+
+    def _critic_loss(
+        self, batch: ReplayBufferSamples, outputs: th.Tensor, target: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """
         Per sample: the sum over critics of the squared TD error (plain, as SB3's TD3/DDPG) or of the
         cross-entropy to the target distribution (categorical). The loss is their mean over the batch,
         weighted by the importance weights when the samples are prioritized.
 
         :param batch: replay samples (with ``weights`` when prioritized)
+        :param outputs: the critics' outputs for ``(s, a)``, see :meth:`_critic_outputs`
         :param target: output of :meth:`_td_target`
         :return: the loss; each sample's priority, shape ``(batch_size,)``: the mean over critics of the
             absolute TD error (plain) or of the cross-entropy (categorical); the critics' current
             Q-values, shape ``(batch_size, n_critics)``
         """
-        outputs = th.stack(self.critic(batch.observations, batch.actions), dim=1)
         if isinstance(self.critic, CategoricalCritic):
             per_critic_loss = -(target.unsqueeze(1) * th.log_softmax(outputs, dim=-1)).sum(dim=-1)
             priorities = per_critic_loss.detach().mean(dim=1)
@@ -384,7 +424,10 @@ class DDPGExt(OffPolicyAlgorithm):
 
     def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
         """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""
-        return -self.critic.q_values(self.critic.q1_forward(observations, self.actor(observations))).mean()
+        actions = self.actor(observations)
+        # CrossQ evaluates the critic with its running statistics here, as sb3-contrib's CrossQ does.
+        with evaluation_mode(self.critic) if self.critic_target is None else contextlib.nullcontext():
+            return -self.critic.q_values(self.critic.q1_forward(observations, actions)).mean()
 
     @staticmethod
     def _optimize(optimizer: th.optim.Optimizer, loss: th.Tensor, inputs: list[th.Tensor] | None = None) -> None:
@@ -394,6 +437,8 @@ class DDPGExt(OffPolicyAlgorithm):
 
     @th.no_grad()
     def _update_target_networks(self) -> None:
+        if not self._target_params:  # CrossQ
+            return
         # One fused call over all tensors: target <- target + tau * (online - target).
         th._foreach_lerp_(self._target_params, self._online_params, self.tau)
         if self._online_running_stats:
@@ -405,10 +450,39 @@ class DDPGExt(OffPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for name, values in stats.items():
             self.logger.record(f"train/{name}", th.stack(values).mean().item())
+        if self.param_noise is not None:
+            self.logger.record("train/param_noise_std", self.param_noise.std)
+            self.logger.record("train/param_noise_distance", self.param_noise.last_distance)
         if prioritized is not None:
             self.logger.record("train/beta", prioritized.beta)
             self.logger.record("train/priority_mean", prioritized.priority_mean)
             self.logger.record("train/priority_max", prioritized.max_priority)
+
+    # ------------------------------------------------------------------ exploration
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.param_noise is None or self.num_timesteps < learning_starts:
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        # One perturbation per episode (the first env's episodes when several run), as in the paper.
+        if self.param_noise.perturbed_actor is None or self._perturbed_at_episode != self._episode_num:
+            self.param_noise.perturb(self.actor)
+            self._perturbed_at_episode = self._episode_num
+        assert self.param_noise.perturbed_actor is not None and self._last_obs is not None
+        observations, _ = self.policy.obs_to_tensor(self._last_obs)
+        with th.no_grad():
+            scaled_action = self.param_noise.perturbed_actor(observations).cpu().numpy()
+        assert isinstance(self.action_space, spaces.Box)
+        scaled_action = scaled_action.reshape((n_envs, *self.action_space.shape))
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+        return self.policy.unscale_action(scaled_action), scaled_action
+
+    def _on_step(self) -> None:
+        # Called after each environment step, once the progress is updated.
+        for noise in scheduled_noises(self.action_noise):
+            noise.set_progress_remaining(self._current_progress_remaining)
 
     # ------------------------------------------------------------------ SB3 plumbing
 

@@ -1,10 +1,12 @@
 """Actor-critic policies of DDPGExt: a deterministic actor, one or more Q critics and their targets."""
 
 import math
+from functools import partial
 from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.torch_layers import BatchRenorm1d
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -16,6 +18,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_ddpg_ext.common.validation import check_int, check_range
+from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
 
 CRITIC_TYPES = ("plain", "categorical")
@@ -48,10 +51,20 @@ class DDPGExtPolicy(TD3Policy):
     :param n_atoms: categorical critic only: number of atoms of the support (default 51)
     :param v_min: categorical critic only: lower bound of the support (default -10); smaller returns are clipped
     :param v_max: categorical critic only: upper bound of the support (default 10); larger returns are clipped
+    :param layer_norm: LayerNorm after each hidden linear layer of the critic(s)
+    :param actor_layer_norm: LayerNorm after each hidden linear layer of the actor
+    :param batch_norm: CrossQ (Bhatt et al. 2024): BatchRenorm before each linear layer of actor and critic,
+        and no target networks (the algorithm then evaluates ``(s, a)`` and ``(s', a')`` in one joint
+        forward pass so that the normalisation statistics cover both)
+    :param batch_norm_momentum: BatchRenorm momentum of the running statistics (sb3-contrib's CrossQ default)
+    :param batch_norm_eps: BatchRenorm epsilon
+    :param renorm_warmup_steps: BatchRenorm updates that use batch statistics before the running ones
     """
 
     default_features_extractor_class: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
     # Our critics replace SB3's ContinuousCritic (same interface, more output types).
+    actor: Actor
+    actor_target: Actor
     critic: Critic  # type: ignore[assignment]
     critic_target: Critic  # type: ignore[assignment]
 
@@ -73,8 +86,22 @@ class DDPGExtPolicy(TD3Policy):
         n_atoms: int | None = None,
         v_min: float | None = None,
         v_max: float | None = None,
+        layer_norm: bool = False,
+        actor_layer_norm: bool = False,
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.01,
+        batch_norm_eps: float = 0.001,
+        renorm_warmup_steps: int = 100_000,
     ):
         check_int("n_critics", n_critics, 1)
+        self.normalization = _normalization_options(
+            layer_norm=layer_norm,
+            actor_layer_norm=actor_layer_norm,
+            batch_norm=batch_norm,
+            batch_norm_momentum=batch_norm_momentum,
+            batch_norm_eps=batch_norm_eps,
+            renorm_warmup_steps=renorm_warmup_steps,
+        )
         # Set before nn.Module.__init__ (plain attributes are allowed there): TD3Policy builds the critic
         # inside its constructor, through make_critic.
         self.critic_options = _critic_options(critic, n_atoms=n_atoms, v_min=v_min, v_max=v_max)
@@ -106,14 +133,51 @@ class DDPGExtPolicy(TD3Policy):
             # A plain attribute: writing the instance dict skips nn.Module.__setattr__'s type checks.
             module.__dict__["training"] = mode
 
+    @property
+    def has_target_networks(self) -> bool:
+        """False in CrossQ mode (``batch_norm=True``), which has none."""
+        return not self.normalization["batch_norm"]
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        if self.has_target_networks:
+            super()._build(lr_schedule)
+            return
+        self.actor = self.make_actor(features_extractor=None)
+        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        shared = self.actor.features_extractor if self.share_features_extractor else None
+        self.critic = self.make_critic(features_extractor=shared)
+        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.actor_target = self.critic_target = None  # type: ignore[assignment]
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return Actor(**actor_kwargs, **self._layers("actor")).to(self.device)
+
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> Critic:  # type: ignore[override]
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
         options = dict(self.critic_options)
         critic_class = CategoricalCritic if options.pop("critic") == "categorical" else Critic
-        return critic_class(**critic_kwargs, **options).to(self.device)
+        return critic_class(**critic_kwargs, **options, **self._layers("critic")).to(self.device)
+
+    def _layers(self, network: str) -> dict[str, Any]:
+        """The normalisation layers of the actor or the critic, as ``create_mlp`` takes them."""
+        options = self.normalization
+        pre = [
+            partial(
+                BatchRenorm1d,
+                momentum=options["batch_norm_momentum"],
+                eps=options["batch_norm_eps"],
+                warmup_steps=options["renorm_warmup_steps"],
+            )
+        ]
+        layer_norm = options["actor_layer_norm" if network == "actor" else "layer_norm"]
+        return {
+            "pre_linear_modules": pre if options["batch_norm"] else None,
+            "post_linear_modules": [nn.LayerNorm] if layer_norm else None,
+        }
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), **self.critic_options}
+        return {**super()._get_constructor_parameters(), **self.critic_options, **self.normalization}
 
 
 def _with_fused_adam(optimizer_class: type[th.optim.Optimizer], optimizer_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -122,6 +186,17 @@ def _with_fused_adam(optimizer_class: type[th.optim.Optimizer], optimizer_kwargs
     if optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & kwargs.keys():
         kwargs["fused"] = True
     return kwargs
+
+
+def _normalization_options(**options: Any) -> dict[str, Any]:
+    """Check the normalisation options (booleans and BatchRenorm hyperparameters)."""
+    for name in ("layer_norm", "actor_layer_norm", "batch_norm"):
+        if not isinstance(options[name], bool):
+            raise TypeError(f"`{name}` must be a bool, got {options[name]!r}")
+    check_range("batch_norm_momentum", options["batch_norm_momentum"], low=0.0, high=1.0, low_inclusive=False)
+    check_range("batch_norm_eps", options["batch_norm_eps"], low=0.0, low_inclusive=False)
+    check_int("renorm_warmup_steps", options["renorm_warmup_steps"], 0)
+    return options
 
 
 def _critic_options(critic: str, **categorical: float | None) -> dict[str, Any]:

@@ -1,0 +1,72 @@
+"""
+Named configurations of DDPGExt, as plain keyword-argument dicts:
+
+    from sb3_ddpg_ext import DDPGExt, presets
+    model = DDPGExt("MlpPolicy", env, **presets.PRESETS["td3"], action_noise=...)
+
+They hold what defines each agent (its networks, critic, replay and update rules); exploration noise,
+``learning_starts`` and the budget depend on the task and are left to the caller (or to the
+hyperparameter files). Use :func:`preset` for a copy that is safe to modify.
+"""
+
+import copy
+from typing import Any
+
+from sb3_ddpg_ext.common.buffers import PrioritizedReplayBuffer
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # SB3's DDPG: Lillicrap et al. 2016 with SB3's defaults (400-300 networks, one critic, lr 1e-3).
+    "ddpg": {},
+    # TD3 (Fujimoto et al. 2018), the settings of the authors' reference implementation: 256-256
+    # networks, lr 3e-4, batch 256, twin critics, actor and targets updated every 2 critic updates,
+    # target smoothing noise 0.2 clipped at 0.5.
+    "td3": {
+        "learning_rate": 3e-4,
+        "batch_size": 256,
+        "policy_delay": 2,
+        "target_policy_noise": 0.2,
+        "target_noise_clip": 0.5,
+        "policy_kwargs": {"net_arch": [256, 256], "n_critics": 2},
+    },
+    # D4PG (Barth-Maron et al. 2018): categorical critic on 51 atoms, 5-step returns, prioritized replay,
+    # lr 1e-4, 400-300 networks. The support [-150, 150] is the paper's for the DeepMind control suite:
+    # set v_min/v_max to cover your task's returns (see the README).
+    "d4pg": {
+        "learning_rate": 1e-4,
+        "batch_size": 256,
+        "n_steps": 5,
+        "replay_buffer_class": PrioritizedReplayBuffer,
+        "replay_buffer_kwargs": {"alpha": 0.6, "beta": 0.4},
+        "policy_kwargs": {"net_arch": [400, 300], "critic": "categorical", "n_atoms": 51, "v_min": -150.0, "v_max": 150.0},
+    },
+    # CrossQ (Bhatt et al. 2024) on DDPG: BatchRenorm, no target networks, twin critics, actor updated
+    # every 3 critic updates, Adam with beta1 = 0.5; sb3-contrib's CrossQ network sizes.
+    "crossq": {
+        "learning_rate": 1e-3,
+        "batch_size": 256,
+        "policy_delay": 3,
+        "policy_kwargs": {
+            "net_arch": {"pi": [256, 256], "qf": [1024, 1024]},
+            "n_critics": 2,
+            "batch_norm": True,
+            "optimizer_kwargs": {"betas": (0.5, 0.999)},
+        },
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> dict[str, Any]:
+    """
+    A deep copy of a preset, with top-level keys overridden (``policy_kwargs`` is merged key by key).
+
+    :param name: one of :data:`PRESETS`
+    :param overrides: DDPGExt keyword arguments to change
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+    kwargs = copy.deepcopy(PRESETS[name])
+    policy_kwargs = {**kwargs.get("policy_kwargs", {}), **overrides.pop("policy_kwargs", {})}
+    kwargs.update(overrides)
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
