@@ -178,12 +178,14 @@ def main() -> None:
     parser.add_argument("--output", type=pathlib.Path, help="also write the report to this markdown file")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
+    # Recorded before the runs: the checkout may change while they go on.
+    origin = provenance_markdown()
 
     report = ["# Replay speed", "", "## Buffer operations", ""]
     report += buffer_table(args.buffer_size, args.batch_size, args.repeats)
     report += ["", "## End to end", ""]
     report += end_to_end_table(args.env, args.train_steps, learning_starts=300, repeats=args.e2e_repeats)
-    report += ["", "## Provenance", "", provenance_markdown(), ""]
+    report += ["", "## Provenance", "", origin, ""]
     text = "\n".join(report)
     print(text)
     if args.output is not None:

@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--output", type=pathlib.Path, help="also write the report to this markdown file")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
+    # Recorded before the runs: the checkout may change while they go on.
+    origin = provenance_markdown()
 
     table = rows(args.envs)
     speeds: dict[tuple[int, str], list[float]] = {}
@@ -109,7 +111,7 @@ def main() -> None:
         contender = statistics.median(speeds[(index, "contender")])
         ratio = contender / baseline
         report.append(f"| {row.env_id} | {row.name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | {ratio:.2f} |")
-    report += ["", "## Provenance", "", provenance_markdown(), ""]
+    report += ["", "## Provenance", "", origin, ""]
     text = "\n".join(report)
     print(text)
     if args.output is not None:
