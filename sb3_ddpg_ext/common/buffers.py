@@ -32,16 +32,40 @@ def take_slots(array: np.ndarray, slots: np.ndarray) -> np.ndarray:
 
 
 class _TargetsMixin(ReplayBuffer):
-    """The reward, done and discount targets of sampled transitions, 1-step or n-step."""
+    """Gathers sampled transitions with their 1-step or n-step targets (SB3's storage, SB3's random draws)."""
 
-    n_steps: int
-    gamma: float
+    uniform_samples_class: ClassVar[type[ReplayBufferSamples] | type[DictReplayBufferSamples]] = ReplayBufferSamples
 
-    def _check_n_steps(self, n_steps: int, gamma: float) -> None:
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+    ):
         check_int("n_steps", n_steps, 1)
         check_range("gamma", gamma, low=0.0, high=1.0)
+        if n_steps > 1 and optimize_memory_usage:
+            raise ValueError(f"`n_steps={n_steps}` cannot be combined with `optimize_memory_usage=True`")
+        super().__init__(
+            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
+        )
         self.n_steps = n_steps
         self.gamma = gamma
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> ReplayBufferSamples | DictReplayBufferSamples:
+        if self.optimize_memory_usage:  # SB3's memory-saving layout: SB3's gather
+            return super()._get_samples(batch_inds, env)
+        # The same draw as SB3's buffers, so that a seed gives the same batches.
+        envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        return self.uniform_samples_class(**self._transitions(batch_inds, envs, env))
 
     def _targets(
         self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None
@@ -111,32 +135,6 @@ class UniformReplayBuffer(_TargetsMixin):
     :param gamma: discount factor of the n-step returns
     """
 
-    def __init__(
-        self,
-        buffer_size: int,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        device: th.device | str = "auto",
-        n_envs: int = 1,
-        optimize_memory_usage: bool = False,
-        handle_timeout_termination: bool = True,
-        n_steps: int = 1,
-        gamma: float = 0.99,
-    ):
-        super().__init__(
-            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
-        )
-        if n_steps > 1 and optimize_memory_usage:
-            raise ValueError(f"`n_steps={n_steps}` cannot be combined with `optimize_memory_usage=True`")
-        self._check_n_steps(n_steps, gamma)
-
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
-        if self.optimize_memory_usage:
-            return super()._get_samples(batch_inds, env)
-        # The same draw as SB3's ReplayBuffer, so that a seed gives the same batches.
-        envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        return ReplayBufferSamples(**self._transitions(batch_inds, envs, env))
-
 
 class PrioritizedSampling(_TargetsMixin):
     """Proportional prioritized sampling over every (row, env) slot, shared by the Box and Dict buffers."""
@@ -160,16 +158,23 @@ class PrioritizedSampling(_TargetsMixin):
         n_steps: int = 1,
         gamma: float = 0.99,
     ):
-        super().__init__(
-            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
-        )
-        if self.optimize_memory_usage:
+        if optimize_memory_usage:
             raise ValueError(
                 f"{type(self).__name__} does not support `optimize_memory_usage=True`: "
                 "with a prioritized buffer the next observation cannot be read from the following row safely"
             )
+        super().__init__(
+            buffer_size,
+            observation_space,
+            action_space,
+            device,
+            n_envs,
+            optimize_memory_usage,
+            handle_timeout_termination,
+            n_steps=n_steps,
+            gamma=gamma,
+        )
         self.priorities = ProportionalPriorities(self.buffer_size * self.n_envs, alpha, beta, final_beta, eps)
-        self._check_n_steps(n_steps, gamma)
 
     @property
     def alpha(self) -> float:
@@ -258,8 +263,10 @@ class PrioritizedReplayBuffer(PrioritizedSampling):
     samples_class = PrioritizedReplayBufferSamples
 
 
-class _DictTargetsMixin(_TargetsMixin, DictReplayBuffer):
+class _DictTargetsMixin(_TargetsMixin, DictReplayBuffer):  # type: ignore[misc]
     """Gathers ``Dict`` observations at slots."""
+
+    uniform_samples_class = DictReplayBufferSamples
 
     observations: dict[str, np.ndarray]
     next_observations: dict[str, np.ndarray]
@@ -309,26 +316,8 @@ class NStepDictReplayBuffer(_DictTargetsMixin):
     :param gamma: discount factor of the n-step returns
     """
 
-    def __init__(
-        self,
-        buffer_size: int,
-        observation_space: spaces.Dict,
-        action_space: spaces.Space,
-        device: th.device | str = "auto",
-        n_envs: int = 1,
-        optimize_memory_usage: bool = False,
-        handle_timeout_termination: bool = True,
-        n_steps: int = 3,
-        gamma: float = 0.99,
-    ):
-        super().__init__(
-            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
-        )
-        self._check_n_steps(n_steps, gamma)
-
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]
-        envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        return DictReplayBufferSamples(**self._transitions(batch_inds, envs, env))
+    def __init__(self, *args: Any, n_steps: int = 3, **kwargs: Any):
+        super().__init__(*args, n_steps=n_steps, **kwargs)  # type: ignore[misc]
 
 
 __all__ = [

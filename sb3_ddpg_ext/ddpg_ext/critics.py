@@ -110,37 +110,8 @@ class CategoricalCritic(Critic):
 
     atoms: th.Tensor
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Box,
-        net_arch: list[int],
-        features_extractor: BaseFeaturesExtractor,
-        features_dim: int,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        normalize_images: bool = True,
-        n_critics: int = 1,
-        share_features_extractor: bool = True,
-        n_atoms: int = 51,
-        v_min: float = -10.0,
-        v_max: float = 10.0,
-        pre_linear_modules: list[Any] | None = None,
-        post_linear_modules: list[Any] | None = None,
-    ):
-        super().__init__(
-            observation_space,
-            action_space,
-            net_arch,
-            features_extractor,
-            features_dim,
-            activation_fn,
-            normalize_images,
-            n_critics,
-            share_features_extractor,
-            n_outputs=n_atoms,
-            pre_linear_modules=pre_linear_modules,
-            post_linear_modules=post_linear_modules,
-        )
+    def __init__(self, *args: Any, n_atoms: int = 51, v_min: float = -10.0, v_max: float = 10.0, **kwargs: Any):
+        super().__init__(*args, n_outputs=n_atoms, **kwargs)  # type: ignore[misc]
         # A buffer: saved with the weights, moved with .to(device), never trained or Polyak-averaged.
         self.register_buffer("atoms", th.linspace(v_min, v_max, n_atoms))
 
