@@ -24,7 +24,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
-from sb3_ddpg_ext.experiments.provenance import provenance_markdown
+from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
 
 OBSERVATION_SPACE = spaces.Box(-np.inf, np.inf, shape=(17,), dtype=np.float32)
 ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
@@ -185,12 +185,7 @@ def main() -> None:
     report += buffer_table(args.buffer_size, args.batch_size, args.repeats)
     report += ["", "## End to end", ""]
     report += end_to_end_table(args.env, args.train_steps, learning_starts=300, repeats=args.e2e_repeats)
-    report += ["", "## Provenance", "", origin, ""]
-    text = "\n".join(report)
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+    publish(report, origin, args.output)
 
 
 if __name__ == "__main__":

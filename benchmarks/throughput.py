@@ -22,7 +22,7 @@ from stable_baselines3 import DDPG, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
-from sb3_ddpg_ext.experiments.provenance import provenance_markdown
+from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
 
 TD3_SETTINGS = dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)
 
@@ -111,12 +111,7 @@ def main() -> None:
         contender = statistics.median(speeds[(index, "contender")])
         ratio = contender / baseline
         report.append(f"| {row.env_id} | {row.name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | {ratio:.2f} |")
-    report += ["", "## Provenance", "", origin, ""]
-    text = "\n".join(report)
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+    publish(report, origin, args.output)
 
 
 if __name__ == "__main__":

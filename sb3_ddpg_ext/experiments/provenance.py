@@ -2,6 +2,7 @@
 
 import datetime
 import os
+import pathlib
 import platform
 import shlex
 import subprocess
@@ -53,3 +54,18 @@ def provenance() -> dict[str, str]:
 def provenance_markdown() -> str:
     """:func:`provenance` as a markdown bullet list."""
     return "\n".join(f"- {name}: `{value}`" for name, value in provenance().items())
+
+
+def publish(report: list[str], origin: str, output: pathlib.Path | None) -> None:
+    """
+    Print a benchmark report with its provenance, and write it to ``output`` too when given.
+
+    :param report: markdown lines of the results
+    :param origin: :func:`provenance_markdown`, taken when the measurements started
+    :param output: markdown file to write, or ``None``
+    """
+    text = "\n".join([*report, "", "## Provenance", "", origin, ""])
+    print(text)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
