@@ -104,3 +104,19 @@ def test_users_dicts_are_not_modified():
     policy_kwargs, buffer_kwargs = dict(net_arch=[8]), dict()
     DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, policy_kwargs=policy_kwargs, replay_buffer_kwargs=buffer_kwargs)
     assert policy_kwargs == dict(net_arch=[8]) and buffer_kwargs == {}
+
+
+def test_buffer_gamma_follows_the_algorithm_and_contradictions_are_refused():
+    from sb3_ddpg_ext import PrioritizedReplayBuffer
+
+    # n_steps given the SB3 way, through the buffer: its returns are still discounted by the algorithm's gamma.
+    model = DDPGExt(
+        "MlpPolicy",
+        "Pendulum-v1",
+        gamma=0.9,
+        replay_buffer_class=PrioritizedReplayBuffer,
+        replay_buffer_kwargs=dict(n_steps=3),
+    )
+    assert (model.replay_buffer.n_steps, model.replay_buffer.gamma) == (3, 0.9)
+    with pytest.raises(ValueError, match=r"`replay_buffer_kwargs\['gamma'\]=0.99` contradicts `gamma=0.9`"):
+        DDPGExt("MlpPolicy", "Pendulum-v1", gamma=0.9, replay_buffer_kwargs=dict(gamma=0.99))

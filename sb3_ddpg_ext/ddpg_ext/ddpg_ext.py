@@ -117,9 +117,10 @@ class DDPGExt(OffPolicyAlgorithm):
 
     policy: DDPGExtPolicy
     actor: Actor
-    actor_target: Actor
     critic: Critic
-    critic_target: Critic
+    # None in CrossQ mode (policy_kwargs batch_norm=True), which has no target networks.
+    actor_target: Actor | None
+    critic_target: Critic | None
 
     def __init__(
         self,
@@ -245,8 +246,7 @@ class DDPGExt(OffPolicyAlgorithm):
                 self.replay_buffer_class = NStepDictReplayBuffer if self.n_steps > 1 else DictReplayBuffer
             else:
                 self.replay_buffer_class = UniformReplayBuffer
-        if self.n_steps > 1:
-            self._pass_n_steps_to_buffer(self.replay_buffer_class)
+        self._pass_n_steps_to_buffer(self.replay_buffer_class)
         check_known_keys(
             "replay_buffer_kwargs",
             self.replay_buffer_kwargs,
@@ -268,14 +268,23 @@ class DDPGExt(OffPolicyAlgorithm):
         )
 
     def _pass_n_steps_to_buffer(self, buffer_class: type[ReplayBuffer]) -> None:
+        """
+        Give ``n_steps`` (when > 1) and ``gamma`` to a buffer that computes n-step returns, so that its
+        returns are discounted as the algorithm's; refuse a contradiction, or ``n_steps > 1`` for a buffer
+        that cannot honour it.
+        """
         accepted = accepted_keyword_arguments(buffer_class)
-        if accepted is not None and not {"n_steps", "gamma"} <= accepted:
-            raise ValueError(
-                f"`n_steps={self.n_steps}` needs a replay buffer that computes n-step returns, but "
-                f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
-            )
+        computes_n_step_returns = accepted is None or {"n_steps", "gamma"} <= accepted
+        if not computes_n_step_returns:
+            if self.n_steps > 1:
+                raise ValueError(
+                    f"`n_steps={self.n_steps}` needs a replay buffer that computes n-step returns, but "
+                    f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
+                )
+            return
         self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # the caller's dict stays untouched
-        for key, value in (("n_steps", self.n_steps), ("gamma", self.gamma)):
+        algorithm_values = {"gamma": self.gamma, **({"n_steps": self.n_steps} if self.n_steps > 1 else {})}
+        for key, value in algorithm_values.items():
             given = self.replay_buffer_kwargs.setdefault(key, value)
             if given != value:
                 raise ValueError(f"`replay_buffer_kwargs['{key}']={given!r}` contradicts `{key}={value!r}`")
