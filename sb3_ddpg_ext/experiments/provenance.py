@@ -25,13 +25,16 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
-    """The checkout's commit, with ``-dirty`` when it has uncommitted changes; ``unknown`` outside git."""
+    """
+    The checkout's commit, with ``-dirty`` when it has uncommitted changes (benchmark results excepted);
+    ``unknown`` outside git.
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"], capture_output=True, text=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
