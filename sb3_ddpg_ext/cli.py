@@ -1,6 +1,7 @@
 """Command line: ``python -m sb3_ddpg_ext train|eval ...`` (also installed as ``ddpg-ext``)."""
 
 import argparse
+import pathlib
 import sys
 from collections.abc import Sequence
 
@@ -34,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n-episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0)
     _add_common_options(evaluate)
+
+    benchmark = commands.add_parser("benchmark", help="run a grid of algorithms x envs x seeds (resumable), then summarise")
+    benchmark.add_argument("--envs", nargs="+", default=[DEFAULT_ENV])
+    benchmark.add_argument("--algos", nargs="+", default=None, help="default: all (see --list-algos)")
+    benchmark.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    benchmark.add_argument("--timesteps", type=int, default=20_000)
+    benchmark.add_argument("--eval-freq", type=int, default=2_000)
+    benchmark.add_argument("--n-eval-episodes", type=int, default=10)
+    benchmark.add_argument("--jobs", type=int, default=1, help="runs in parallel (worker processes)")
+    benchmark.add_argument("--root", default="benchmarks/results/runs", help="one CSV per run is written here")
+    benchmark.add_argument("--report-only", action="store_true", help="only summarise the runs found under --root")
+    benchmark.add_argument("--list-algos", action="store_true")
+    _add_common_options(benchmark)
     return parser
 
 
@@ -41,6 +55,28 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     # One thread: with small networks, two threads on two cores measured several times slower here.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0, 1 or 2)")
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    from sb3_ddpg_ext.experiments import benchmark
+
+    if args.list_algos:
+        print("\n".join(benchmark.algorithm_names()))
+        return
+    root = pathlib.Path(args.root)
+    if not args.report_only:
+        algorithms = args.algos or benchmark.algorithm_names()
+        unknown = sorted(set(algorithms) - set(benchmark.algorithm_names()))
+        if unknown:
+            raise ValueError(f"unknown algorithms {unknown}; algorithms are {benchmark.algorithm_names()}")
+        specs = [
+            benchmark.RunSpec(algorithm, env_id, seed, args.timesteps, args.eval_freq, args.n_eval_episodes)
+            for seed in args.seeds
+            for env_id in args.envs
+            for algorithm in algorithms
+        ]
+        benchmark.run_grid(specs, root, jobs=args.jobs)
+    print("\n".join(benchmark.summary_table(root)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,9 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"trained {args.env} for {result.n_timesteps} steps in {result.train_seconds:.1f} s ({speed:.0f} steps/s)")
             print(f"saved model to {result.model_path}")
             print(f"evaluation return: {result.evaluation}")
-        else:
+        elif args.command == "eval":
             evaluation = experiments.evaluate(args.env, args.model, n_episodes=args.n_episodes, seed=args.seed)
             print(f"evaluation return: {evaluation}")
+        else:
+            _benchmark(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"ddpg-ext: error: {error}", file=sys.stderr)
         return 2

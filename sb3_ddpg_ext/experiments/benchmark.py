@@ -1,0 +1,205 @@
+"""
+Learning benchmarks: a grid of algorithms x environments x seeds, one result file per run.
+
+Each run trains one agent and evaluates its deterministic policy every ``eval_freq`` steps on a separate,
+separately seeded environment (SB3's ``evaluate_policy``), then writes ``<root>/<env>/<algorithm>/seed<S>.csv``
+(columns: timesteps, seconds, mean_return, std_return) and a ``.json`` beside it with the run's settings
+and provenance. A run whose CSV exists is skipped, so an interrupted grid resumes where it stopped. Runs
+execute in worker processes (``jobs``), one torch thread each.
+"""
+
+import csv
+import json
+import pathlib
+import statistics
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import DDPG, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.noise import NormalActionNoise
+
+from sb3_ddpg_ext.ddpg_ext import DDPGExt
+from sb3_ddpg_ext.experiments.provenance import provenance
+from sb3_ddpg_ext.presets import PRESETS, preset
+
+EVAL_SEED_OFFSET = 10_000
+BASELINES: dict[str, type[BaseAlgorithm]] = {"sb3-ddpg": DDPG, "sb3-td3": TD3}
+DDPG_EXT_PREFIX = "ddpg-ext-"
+
+
+@dataclass(frozen=True)
+class Task:
+    """
+    What every algorithm shares on one environment.
+
+    :param learning_starts: random steps before learning
+    :param noise_std: std of the Gaussian action noise (in the [-1, 1] scaled action space)
+    :param support: ``(v_min, v_max)`` of categorical critics, chosen to cover the task's returns
+    """
+
+    learning_starts: int = 1_000
+    noise_std: float = 0.1
+    support: tuple[float, float] = (-150.0, 150.0)
+
+
+TASKS: dict[str, Task] = {
+    "Pendulum-v1": Task(learning_starts=1_000, support=(-1500.0, 0.0)),
+    "InvertedDoublePendulum-v5": Task(learning_starts=10_000, support=(0.0, 1000.0)),
+    "HalfCheetah-v5": Task(learning_starts=10_000, support=(-100.0, 1500.0)),
+    "Hopper-v5": Task(learning_starts=10_000, support=(0.0, 400.0)),
+    "LunarLanderContinuous-v3": Task(learning_starts=10_000, support=(-300.0, 300.0)),
+}
+
+
+def algorithm_names() -> list[str]:
+    """The algorithms a grid can name: SB3's DDPG and TD3 (their defaults) and each DDPGExt preset."""
+    return [*BASELINES, *(DDPG_EXT_PREFIX + name for name in PRESETS)]
+
+
+def build(algorithm: str, env_id: str, seed: int, policy_kwargs: dict[str, Any] | None = None) -> BaseAlgorithm:
+    """
+    One agent of the grid, with the task's shared settings.
+
+    :param algorithm: one of :func:`algorithm_names`
+    :param env_id: Gymnasium environment id
+    :param seed: seed of the agent and its training environment
+    :param policy_kwargs: overrides of the policy arguments (e.g. smaller networks in tests)
+    """
+    task = TASKS.get(env_id, Task())
+    env = make_vec_env(env_id, n_envs=1, seed=seed)
+    action_dim = int(np.prod(env.action_space.shape))  # type: ignore[arg-type]
+    noise = NormalActionNoise(np.zeros(action_dim), task.noise_std * np.ones(action_dim))
+    common: dict[str, Any] = dict(learning_starts=task.learning_starts, action_noise=noise, seed=seed, verbose=0)
+    if algorithm in BASELINES:
+        return BASELINES[algorithm]("MlpPolicy", env, policy_kwargs=policy_kwargs, **common)
+    if not algorithm.startswith(DDPG_EXT_PREFIX) or algorithm[len(DDPG_EXT_PREFIX) :] not in PRESETS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; algorithms are {algorithm_names()}")
+    name = algorithm[len(DDPG_EXT_PREFIX) :]
+    overrides = dict(policy_kwargs or {})
+    if PRESETS[name].get("policy_kwargs", {}).get("critic") == "categorical":
+        overrides.setdefault("v_min", task.support[0])
+        overrides.setdefault("v_max", task.support[1])
+    return DDPGExt("MlpPolicy", env, **preset(name, policy_kwargs=overrides), **common)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """
+    One run of the grid.
+
+    :param algorithm: one of :func:`algorithm_names`
+    :param env_id: Gymnasium environment id
+    :param seed: seed
+    :param timesteps: training budget
+    :param eval_freq: evaluate every this many environment steps
+    :param n_eval_episodes: episodes per evaluation
+    :param policy_kwargs: policy overrides (tests use small networks)
+    """
+
+    algorithm: str
+    env_id: str
+    seed: int
+    timesteps: int
+    eval_freq: int
+    n_eval_episodes: int = 10
+    policy_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def path(self, root: pathlib.Path) -> pathlib.Path:
+        return root / self.env_id / self.algorithm / f"seed{self.seed}.csv"
+
+
+class EvaluationRecorder(BaseCallback):
+    """Evaluates the deterministic policy every ``eval_freq`` steps and keeps (steps, seconds, mean, std)."""
+
+    def __init__(self, env_id: str, seed: int, eval_freq: int, n_eval_episodes: int):
+        super().__init__()
+        self.eval_env = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
+        self.eval_freq = eval_freq
+        self.n_eval_episodes = n_eval_episodes
+        self.rows: list[tuple[int, float, float, float]] = []
+        self._start = time.perf_counter()
+        self._evaluation_seconds = 0.0
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.eval_freq == 0:
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> None:
+        started = time.perf_counter()
+        mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes, deterministic=True)
+        # Wall-clock of training only: evaluations are excluded.
+        seconds = started - self._start - self._evaluation_seconds
+        self._evaluation_seconds += time.perf_counter() - started
+        self.rows.append((self.num_timesteps, seconds, float(mean), float(std)))  # type: ignore[arg-type]
+
+
+def execute(spec: RunSpec, root: pathlib.Path) -> pathlib.Path:
+    """Train and evaluate one run and write its CSV and JSON; skip it if its CSV exists."""
+    path = spec.path(root)
+    if path.exists():
+        return path
+    th.set_num_threads(1)
+    model = build(spec.algorithm, spec.env_id, spec.seed, dict(spec.policy_kwargs) or None)
+    recorder = EvaluationRecorder(spec.env_id, spec.seed, spec.eval_freq, spec.n_eval_episodes)
+    model.learn(spec.timesteps, callback=recorder)
+    if not recorder.rows or recorder.rows[-1][0] != model.num_timesteps:
+        recorder.evaluate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"run": asdict(spec), "provenance": provenance()}
+    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2, default=str))
+    partial = path.with_suffix(".csv.partial")
+    with partial.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["timesteps", "seconds", "mean_return", "std_return"])
+        writer.writerows(recorder.rows)
+    partial.rename(path)  # the CSV appears only when complete: resuming never reads half a run
+    return path
+
+
+def run_grid(specs: Iterable[RunSpec], root: pathlib.Path, jobs: int = 1) -> list[pathlib.Path]:
+    """
+    Execute the runs not done yet, ``jobs`` at a time in worker processes.
+
+    :return: the CSV of every run
+    """
+    specs = list(specs)
+    if jobs <= 1:
+        return [execute(spec, root) for spec in specs]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(execute, specs, [root] * len(specs)))
+
+
+def read_runs(root: pathlib.Path) -> dict[tuple[str, str], list[list[dict[str, float]]]]:
+    """Every finished run under ``root``, grouped by (env, algorithm)."""
+    runs: dict[tuple[str, str], list[list[dict[str, float]]]] = {}
+    for path in sorted(root.glob("*/*/seed*.csv")):
+        with path.open() as file:
+            rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(file)]
+        runs.setdefault((path.parent.parent.name, path.parent.name), []).append(rows)
+    return runs
+
+
+def summary_table(root: pathlib.Path) -> list[str]:
+    """Markdown table: final evaluation return (mean ± std over seeds) and training wall-clock per run."""
+    lines = [
+        "| env | algorithm | seeds | steps | final return (mean ± std over seeds) | training time per run (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (env_id, algorithm), runs in sorted(read_runs(root).items()):
+        finals = [run[-1]["mean_return"] for run in runs]
+        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        seconds = statistics.mean(run[-1]["seconds"] for run in runs)
+        steps = int(runs[0][-1]["timesteps"])
+        final = f"{statistics.mean(finals):.1f} ± {spread:.1f}"
+        lines.append(f"| {env_id} | {algorithm} | {len(runs)} | {steps} | {final} | {seconds:.0f} |")
+    return lines

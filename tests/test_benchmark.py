@@ -1,0 +1,63 @@
+"""The benchmark grid: one result file per run, resumable, parallel, summarised."""
+
+import csv
+import json
+
+import pytest
+
+from sb3_ddpg_ext.cli import main
+from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic
+from sb3_ddpg_ext.experiments.benchmark import RunSpec, algorithm_names, build, run_grid, summary_table
+
+SMALL = (("net_arch", [16]),)
+
+
+def _specs(algorithms, seeds=(0,)):
+    return [
+        RunSpec(algorithm, "Pendulum-v1", seed, timesteps=300, eval_freq=100, n_eval_episodes=1, policy_kwargs=SMALL)
+        for algorithm in algorithms
+        for seed in seeds
+    ]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_grid_writes_one_complete_file_per_run_and_resumes(tmp_path, jobs):
+    specs = _specs(["sb3-ddpg", "ddpg-ext-td3"])
+    paths = run_grid(specs, tmp_path, jobs=jobs)
+    assert [path.relative_to(tmp_path).as_posix() for path in paths] == [
+        "Pendulum-v1/sb3-ddpg/seed0.csv",
+        "Pendulum-v1/ddpg-ext-td3/seed0.csv",
+    ]
+    for path in paths:
+        rows = list(csv.DictReader(path.open()))
+        assert [int(row["timesteps"]) for row in rows] == [100, 200, 300]
+        assert all(float(row["mean_return"]) < 0 and float(row["seconds"]) > 0 for row in rows)
+        metadata = json.loads(path.with_suffix(".json").read_text())
+        assert metadata["run"]["algorithm"] in ("sb3-ddpg", "ddpg-ext-td3") and "git commit" in metadata["provenance"]
+    # A finished run is not run again.
+    modified = [path.stat().st_mtime_ns for path in paths]
+    run_grid(specs, tmp_path, jobs=jobs)
+    assert [path.stat().st_mtime_ns for path in paths] == modified
+
+
+def test_summary_table(tmp_path):
+    run_grid(_specs(["ddpg-ext-ddpg"], seeds=(0, 1)), tmp_path)
+    table = summary_table(tmp_path)
+    assert table[2].startswith("| Pendulum-v1 | ddpg-ext-ddpg | 2 | 300 | -")
+
+
+def test_every_algorithm_builds_and_categorical_critics_get_the_task_support():
+    for algorithm in algorithm_names():
+        build(algorithm, "Pendulum-v1", seed=0, policy_kwargs={"net_arch": [8]})
+    d4pg = build("ddpg-ext-d4pg", "Pendulum-v1", seed=0, policy_kwargs={"net_arch": [8]})
+    assert isinstance(d4pg.critic, CategoricalCritic) and d4pg.critic.atoms[0].item() == -1500.0
+    with pytest.raises(ValueError, match="unknown algorithm 'sac'"):
+        build("sac", "Pendulum-v1", seed=0)
+
+
+def test_cli_report_and_bad_algorithm(tmp_path, capsys):
+    run_grid(_specs(["sb3-td3"]), tmp_path)
+    assert main(["benchmark", "--root", str(tmp_path), "--report-only"]) == 0
+    assert "| Pendulum-v1 | sb3-td3 | 1 | 300 |" in capsys.readouterr().out
+    assert main(["benchmark", "--root", str(tmp_path), "--algos", "sac"]) == 2
+    assert "unknown algorithms ['sac']" in capsys.readouterr().err
