@@ -1,5 +1,5 @@
 """
-Replay buffers: prioritized (Box and Dict observations, n-step capable) and uniform n-step for Dict.
+Replay buffers: uniform (SB3's draws, lean gather), prioritized (Box and Dict), all n-step capable.
 
 They subclass SB3's ``ReplayBuffer``/``DictReplayBuffer`` and keep their storage, ``add`` and pickling;
 they change only which transitions a batch holds and how its targets are gathered. A transition is
