@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--root", default="benchmarks/results/runs", help="one CSV per run is written here")
     benchmark.add_argument("--report-only", action="store_true", help="only summarise the runs found under --root")
     benchmark.add_argument("--list-algos", action="store_true")
+    benchmark.add_argument("--output", help="also write the summary (markdown, with provenance) to this file")
     _add_common_options(benchmark)
     return parser
 
@@ -59,6 +60,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def _benchmark(args: argparse.Namespace) -> None:
     from sb3_ddpg_ext.experiments import benchmark
+    from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
 
     if args.list_algos:
         print("\n".join(benchmark.algorithm_names()))
@@ -76,7 +78,14 @@ def _benchmark(args: argparse.Namespace) -> None:
             for algorithm in algorithms
         ]
         benchmark.run_grid(specs, root, jobs=args.jobs)
-    print("\n".join(benchmark.summary_table(root)))
+    report = [
+        "# Learning benchmark",
+        "",
+        f"Runs under `{root}` (one CSV and one JSON with settings and provenance per run).",
+        "",
+        *benchmark.summary_table(root),
+    ]
+    publish(report, provenance_markdown(), None if args.output is None else pathlib.Path(args.output))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

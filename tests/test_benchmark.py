@@ -44,6 +44,7 @@ def test_summary_table(tmp_path):
     run_grid(_specs(["ddpg-ext-ddpg"], seeds=(0, 1)), tmp_path)
     table = summary_table(tmp_path)
     assert table[2].startswith("| Pendulum-v1 | ddpg-ext-ddpg | 2 | 300 | -")
+    assert "(0/2 reached -200)" in table[2]
 
 
 def test_every_algorithm_builds_and_categorical_critics_get_the_task_support():

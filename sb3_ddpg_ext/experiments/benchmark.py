@@ -44,15 +44,17 @@ class Task:
     :param learning_starts: random steps before learning
     :param noise_std: std of the Gaussian action noise (in the [-1, 1] scaled action space)
     :param support: ``(v_min, v_max)`` of categorical critics, chosen to cover the task's returns
+    :param threshold: the evaluation return that counts as solving the task, for "steps to threshold"
     """
 
     learning_starts: int = 1_000
     noise_std: float = 0.1
     support: tuple[float, float] = (-150.0, 150.0)
+    threshold: float | None = None
 
 
 TASKS: dict[str, Task] = {
-    "Pendulum-v1": Task(learning_starts=1_000, support=(-1500.0, 0.0)),
+    "Pendulum-v1": Task(learning_starts=1_000, support=(-1500.0, 0.0), threshold=-200.0),
     "InvertedDoublePendulum-v5": Task(learning_starts=10_000, support=(0.0, 1000.0)),
     "HalfCheetah-v5": Task(learning_starts=10_000, support=(-100.0, 1500.0)),
     "Hopper-v5": Task(learning_starts=10_000, support=(0.0, 400.0)),
@@ -189,11 +191,20 @@ def read_runs(root: pathlib.Path) -> dict[tuple[str, str], list[list[dict[str, f
     return runs
 
 
+def steps_to_threshold(run: list[dict[str, float]], threshold: float) -> float | None:
+    """Environment steps of the first evaluation at or above ``threshold`` (``None``: never reached)."""
+    return next((row["timesteps"] for row in run if row["mean_return"] >= threshold), None)
+
+
 def summary_table(root: pathlib.Path) -> list[str]:
-    """Markdown table: final evaluation return (mean ± std over seeds) and training wall-clock per run."""
+    """
+    Markdown table per (env, algorithm): final evaluation return (mean ± std over seeds), steps to the
+    task's threshold (mean over the seeds that reached it, and how many did), training wall-clock per run.
+    """
     lines = [
-        "| env | algorithm | seeds | steps | final return (mean ± std over seeds) | training time per run (s) |",
-        "|---|---|---|---|---|---|",
+        "| env | algorithm | seeds | steps | final return (mean ± std over seeds) | steps to threshold "
+        "| training time per run (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (env_id, algorithm), runs in sorted(read_runs(root).items()):
         finals = [run[-1]["mean_return"] for run in runs]
@@ -201,5 +212,16 @@ def summary_table(root: pathlib.Path) -> list[str]:
         seconds = statistics.mean(run[-1]["seconds"] for run in runs)
         steps = int(runs[0][-1]["timesteps"])
         final = f"{statistics.mean(finals):.1f} ± {spread:.1f}"
-        lines.append(f"| {env_id} | {algorithm} | {len(runs)} | {steps} | {final} | {seconds:.0f} |")
+        lines.append(
+            f"| {env_id} | {algorithm} | {len(runs)} | {steps} | {final} | {_threshold_cell(env_id, runs)} | {seconds:.0f} |"
+        )
     return lines
+
+
+def _threshold_cell(env_id: str, runs: list[list[dict[str, float]]]) -> str:
+    threshold = TASKS.get(env_id, Task()).threshold
+    if threshold is None:
+        return "n/a"
+    reached = [steps for steps in (steps_to_threshold(run, threshold) for run in runs) if steps is not None]
+    mean = f"{statistics.mean(reached):.0f}" if reached else "-"
+    return f"{mean} ({len(reached)}/{len(runs)} reached {threshold:g})"
