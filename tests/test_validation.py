@@ -120,3 +120,16 @@ def test_buffer_gamma_follows_the_algorithm_and_contradictions_are_refused():
     assert (model.replay_buffer.n_steps, model.replay_buffer.gamma) == (3, 0.9)
     with pytest.raises(ValueError, match=r"`replay_buffer_kwargs\['gamma'\]=0.99` contradicts `gamma=0.9`"):
         DDPGExt("MlpPolicy", "Pendulum-v1", gamma=0.9, replay_buffer_kwargs=dict(gamma=0.99))
+
+
+def test_her_with_n_steps_is_refused_clearly():
+    from stable_baselines3 import HerReplayBuffer
+    from stable_baselines3.common.envs import BitFlippingEnv
+
+    with pytest.raises(ValueError, match=r"`n_steps=3` needs a replay buffer that computes n-step returns.*HerReplayBuffer"):
+        DDPGExt(
+            "MultiInputPolicy",
+            BitFlippingEnv(n_bits=4, continuous=True, max_steps=4),
+            n_steps=3,
+            replay_buffer_class=HerReplayBuffer,
+        )
