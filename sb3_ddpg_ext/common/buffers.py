@@ -68,14 +68,13 @@ class _TargetsMixin(ReplayBuffer):
         return self.uniform_samples_class(**self._transitions(batch_inds, envs, env))
 
     def _targets(
-        self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None
+        self, rows: np.ndarray, envs: np.ndarray, slots: np.ndarray, env: VecNormalize | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """
         :return: ``next_slots`` (where the bootstrap observation is), rewards, dones (terminations only)
             and discounts (``None`` for 1-step returns, where the algorithm uses ``gamma``)
         """
         if self.n_steps == 1:
-            slots = rows * self.n_envs + envs
             dones = take_slots(self.dones, slots) * (1.0 - take_slots(self.timeouts, slots))
             return slots, self._normalize_reward(take_slots(self.rewards, slots), env), dones, None
         targets = n_step_targets(
@@ -94,7 +93,7 @@ class _TargetsMixin(ReplayBuffer):
     def _transitions(self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None) -> dict[str, Any]:
         """SB3's sample fields of the transitions at ``(rows, envs)``, as keyword arguments."""
         slots = rows * self.n_envs + envs
-        next_slots, rewards, dones, discounts = self._targets(rows, envs, env)
+        next_slots, rewards, dones, discounts = self._targets(rows, envs, slots, env)
         return dict(
             observations=self._observations_at(self.observations, slots, env),
             actions=self._tensor(take_slots(self.actions, slots)),
