@@ -128,8 +128,8 @@ class DDPGExtPolicy(TD3Policy):
         module tree each time.
         """
         if getattr(self, "_module_list", None) is None:
-            self._module_list = [module for module in self.modules() if module is not self]
-        for module in [self, *self._module_list]:
+            self._module_list = list(self.modules())  # self included
+        for module in self._module_list:
             # A plain attribute: writing the instance dict skips nn.Module.__setattr__'s type checks.
             module.__dict__["training"] = mode
 
