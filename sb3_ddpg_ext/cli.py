@@ -1,4 +1,4 @@
-"""Command line: ``python -m sb3_ddpg_ext train|eval ...`` (also installed as ``ddpg-ext``)."""
+"""Command line: ``python -m sb3_ddpg_ext train|eval|tune|benchmark ...`` (also installed as ``ddpg-ext``)."""
 
 import argparse
 import pathlib
@@ -35,6 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n-episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0)
     _add_common_options(evaluate)
+
+    tune = commands.add_parser(
+        "tune", help="tune hyperparameters with Optuna; several processes or machines can share one study (--storage)"
+    )
+    tune.add_argument("--env", default=DEFAULT_ENV, help=f"Gymnasium env id (default: {DEFAULT_ENV})")
+    tune.add_argument("--n-trials", type=int, default=100, help="finished trials the study should hold (default: 100)")
+    tune.add_argument("--timesteps", type=int, default=20_000, help="training budget per trial (default: 20000)")
+    tune.add_argument("--n-evaluations", type=int, default=10, help="evaluations per trial, seen by the pruner")
+    tune.add_argument("--n-eval-episodes", type=int, default=5, help="episodes per evaluation (default: 5)")
+    tune.add_argument("--sampler", default="tpe", help="tpe, random or cmaes (default: tpe)")
+    tune.add_argument("--pruner", default="median", help="median, halving or none (default: median)")
+    tune.add_argument("--storage", help="database URL (postgresql://..., sqlite:///...) or journal file (default: logs/tuning/<study>.journal)")
+    tune.add_argument("--study-name", help="default: ddpg_ext-<env>")
+    tune.add_argument("--n-jobs", type=int, default=1, help="worker processes on this machine (default: 1)")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--output", help="YAML file for the best entry (default: beside the study); trials CSV and plots go beside it")
+    tune.add_argument("--search-space", help="YAML file narrowing the search space (see --list-search-space)")
+    tune.add_argument("--list-search-space", action="store_true", help="print the search space and exit")
+    tune.add_argument("--n-startup-trials", type=int, default=5, help="random trials before the sampler models, and before pruning")
+    tune.add_argument("--heartbeat-interval", type=int, default=60, help="seconds between heartbeats of a running trial")
+    tune.add_argument("--grace-period", type=int, help="seconds without heartbeat before a running trial is failed (default: 2x interval)")
+    _add_common_options(tune)
 
     benchmark = commands.add_parser("benchmark", help="run a grid of algorithms x envs x seeds (resumable), then summarise")
     benchmark.add_argument("--envs", nargs="+", default=[DEFAULT_ENV])
@@ -88,6 +110,39 @@ def _benchmark(args: argparse.Namespace) -> None:
     publish(report, provenance_markdown(), None if args.output is None else pathlib.Path(args.output))
 
 
+def _tune(args: argparse.Namespace) -> None:
+    from sb3_ddpg_ext.experiments import search_space, tuning, tuning_report
+
+    space_overrides = {}
+    if args.search_space is not None:
+        space_overrides = search_space.read_overrides(args.search_space)
+    if args.list_search_space:
+        space = search_space.narrow(search_space.default_search_space(args.env), space_overrides)
+        print("\n".join(search_space.describe(space)))
+        return
+    settings = tuning.TuningSettings(
+        env_id=args.env,
+        n_trials=args.n_trials,
+        n_timesteps=args.timesteps,
+        n_evaluations=args.n_evaluations,
+        n_eval_episodes=args.n_eval_episodes,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        storage=args.storage,
+        study_name=args.study_name,
+        n_jobs=args.n_jobs,
+        seed=args.seed,
+        output=args.output,
+        search_space=space_overrides,
+        n_startup_trials=args.n_startup_trials,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        torch_threads=args.threads,
+    )
+    _, lines = tuning_report.tune_and_report(settings)
+    print("\n".join(lines))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     th.set_num_threads(args.threads)
@@ -114,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "eval":
             evaluation = experiments.evaluate(args.env, args.model, n_episodes=args.n_episodes, seed=args.seed)
             print(f"evaluation return: {evaluation}")
+        elif args.command == "tune":
+            _tune(args)
         else:
             _benchmark(args)
     except (ValueError, TypeError, FileNotFoundError) as error:

@@ -30,6 +30,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
 from sb3_ddpg_ext.experiments.provenance import provenance
+from sb3_ddpg_ext.experiments.tasks import TASKS, Task
 from sb3_ddpg_ext.presets import PRESETS, preset
 
 EVAL_SEED_OFFSET = 10_000
@@ -44,34 +45,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "td3-n3": ("td3", {"n_steps": 3}),
     "td3-ln": ("td3", {"policy_kwargs": {"layer_norm": True}}),
     "td3-n3-ln": ("td3", {"n_steps": 3, "policy_kwargs": {"layer_norm": True}}),
-}
-
-
-@dataclass(frozen=True)
-class Task:
-    """
-    What every algorithm shares on one environment.
-
-    :param learning_starts: random steps before learning
-    :param noise_std: std of the Gaussian action noise (in the [-1, 1] scaled action space)
-    :param support: ``(v_min, v_max)`` of categorical critics, chosen to cover the task's returns
-    :param threshold: the evaluation return that counts as solving the task, for "steps to threshold"
-    """
-
-    learning_starts: int = 1_000
-    noise_std: float = 0.1
-    support: tuple[float, float] = (-150.0, 150.0)
-    threshold: float | None = None
-
-
-TASKS: dict[str, Task] = {
-    "Pendulum-v1": Task(learning_starts=1_000, support=(-1500.0, 0.0), threshold=-200.0),
-    # Reward 1 per step alive: Q-values lie in [0, 1 / (1 - gamma)] = [0, 100].
-    "InvertedPendulum-v5": Task(learning_starts=1_000, support=(0.0, 100.0), threshold=950.0),
-    "InvertedDoublePendulum-v5": Task(learning_starts=10_000, support=(0.0, 1000.0)),
-    "HalfCheetah-v5": Task(learning_starts=10_000, support=(-100.0, 1500.0)),
-    "Hopper-v5": Task(learning_starts=10_000, support=(0.0, 400.0)),
-    "LunarLanderContinuous-v3": Task(learning_starts=10_000, support=(-300.0, 300.0)),
 }
 
 

@@ -16,10 +16,18 @@ from typing import Any
 
 import numpy as np
 import yaml
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn, optim
 
+from sb3_ddpg_ext.common.buffers import (
+    NStepDictReplayBuffer,
+    PrioritizedDictReplayBuffer,
+    PrioritizedReplayBuffer,
+    UniformReplayBuffer,
+)
+from sb3_ddpg_ext.common.noise import AdaptiveParamNoise
 from sb3_ddpg_ext.common.validation import accepted_keyword_arguments
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
 
@@ -28,6 +36,18 @@ DEFAULT_HYPERPARAMS = pathlib.Path(__file__).resolve().parent.parent / "hyperpar
 NOISE_CLASSES: dict[str, Callable[..., ActionNoise]] = {
     "normal": NormalActionNoise,
     "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise,
+}
+# Buffers an entry may name in `replay_buffer_class` (RL Zoo writes class names).
+REPLAY_BUFFER_CLASSES: dict[str, type[ReplayBuffer]] = {
+    cls.__name__: cls
+    for cls in (
+        ReplayBuffer,
+        DictReplayBuffer,
+        UniformReplayBuffer,
+        NStepDictReplayBuffer,
+        PrioritizedReplayBuffer,
+        PrioritizedDictReplayBuffer,
+    )
 }
 # RL Zoo keys that need code this project does not run (wrappers, callbacks given as import strings).
 UNSUPPORTED_KEYS = ("env_wrapper", "vec_env_wrapper", "frame_stack", "callback", "post_process_env")
@@ -136,7 +156,29 @@ def _convert_model_kwargs(entry: dict[str, Any], source: str) -> dict[str, Any]:
         kwargs["train_freq"] = tuple(kwargs["train_freq"])
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = parse_policy_kwargs(kwargs["policy_kwargs"], source)
+    if isinstance(kwargs.get("replay_buffer_class"), str):
+        kwargs["replay_buffer_class"] = _replay_buffer_class(kwargs["replay_buffer_class"], source)
+    if "replay_buffer_kwargs" in kwargs:
+        kwargs["replay_buffer_kwargs"] = parse_dict(kwargs["replay_buffer_kwargs"], "replay_buffer_kwargs", source)
+    if "param_noise" in kwargs:
+        kwargs["param_noise"] = _param_noise(kwargs["param_noise"], source)
     return kwargs
+
+
+def _param_noise(value: str | dict[str, Any], source: str) -> AdaptiveParamNoise:
+    """RL-Zoo-style ``"dict(target_distance=0.2, ...)"`` of :class:`AdaptiveParamNoise` arguments."""
+    arguments = parse_dict(value, "param_noise", source)
+    accepted = accepted_keyword_arguments(AdaptiveParamNoise)
+    unknown = sorted(set(arguments) - (accepted or set()))
+    if unknown:
+        raise ValueError(f"{source}: unknown `param_noise` argument(s) {unknown}; allowed are {sorted(accepted or ())}")
+    return AdaptiveParamNoise(**arguments)
+
+
+def _replay_buffer_class(name: str, source: str) -> type[ReplayBuffer]:
+    if name not in REPLAY_BUFFER_CLASSES:
+        raise ValueError(f"{source}: `replay_buffer_class` must be one of {sorted(REPLAY_BUFFER_CLASSES)}, got {name!r}")
+    return REPLAY_BUFFER_CLASSES[name]
 
 
 def parse_schedule(value: str, source: str = "entry") -> LinearSchedule:
@@ -164,32 +206,45 @@ def parse_policy_kwargs(value: str | dict[str, Any], source: str = "entry") -> d
     :param source: where the value comes from, for error messages
     :return: the keyword arguments, with class names resolved in ``torch.nn``/``torch.optim``
     """
-    if isinstance(value, str):
-        try:
-            tree = ast.parse(value.strip(), mode="eval").body
-        except SyntaxError as error:
-            raise ValueError(f"{source}: `policy_kwargs` string {value!r} is not valid syntax") from error
-        if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "dict" and not tree.args):
-            raise ValueError(f"{source}: `policy_kwargs` string must be 'dict(key=value, ...)', got {value!r}")
-        value = {keyword.arg: _literal_or_name(keyword.value, source) for keyword in tree.keywords if keyword.arg}
-    if not isinstance(value, dict):
-        raise ValueError(f"{source}: `policy_kwargs` must be a mapping or a 'dict(...)' string, got {value!r}")
+    value = parse_dict(value, "policy_kwargs", source)
     return {
         key: _resolve_class_name(item, source) if key in ("activation_fn", "optimizer_class") else item
         for key, item in value.items()
     }
 
 
-def _literal_or_name(node: ast.expr, source: str) -> Any:
+def parse_dict(value: str | dict[str, Any], key: str, source: str = "entry") -> dict[str, Any]:
+    """
+    A YAML mapping, or RL Zoo's ``"dict(key=value, ...)"`` string parsed as a syntax tree (literals and
+    dotted names only; names stay strings).
+
+    :param value: the raw value
+    :param key: the entry's key holding it, for error messages
+    :param source: where the value comes from, for error messages
+    """
+    if isinstance(value, str):
+        try:
+            tree = ast.parse(value.strip(), mode="eval").body
+        except SyntaxError as error:
+            raise ValueError(f"{source}: `{key}` string {value!r} is not valid syntax") from error
+        if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "dict" and not tree.args):
+            raise ValueError(f"{source}: `{key}` string must be 'dict(key=value, ...)', got {value!r}")
+        value = {keyword.arg: _literal_or_name(keyword.value, key, source) for keyword in tree.keywords if keyword.arg}
+    if not isinstance(value, dict):
+        raise ValueError(f"{source}: `{key}` must be a mapping or a 'dict(...)' string, got {value!r}")
+    return dict(value)
+
+
+def _literal_or_name(node: ast.expr, key: str, source: str) -> Any:
     if isinstance(node, (ast.Name, ast.Attribute)):
         return ast.unparse(node)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
-        return {keyword.arg: _literal_or_name(keyword.value, source) for keyword in node.keywords if keyword.arg}
+        return {keyword.arg: _literal_or_name(keyword.value, key, source) for keyword in node.keywords if keyword.arg}
     try:
         return ast.literal_eval(node)
     except ValueError as error:
         raise ValueError(
-            f"{source}: only literals and torch names are allowed in `policy_kwargs`, got {ast.unparse(node)!r}"
+            f"{source}: only literals and torch names are allowed in `{key}`, got {ast.unparse(node)!r}"
         ) from error
 
 

@@ -86,16 +86,9 @@ def train(
     n_timesteps = config.n_timesteps if timesteps is None else timesteps
     model_path = pathlib.Path(save_path) if save_path is not None else default_model_path(env_id, seed)
 
-    env = make_training_env(config, seed)
-    assert isinstance(env.action_space, gym.spaces.Box)
-    model = DDPGExt(
-        env=env,
-        action_noise=config.make_action_noise(int(np.prod(env.action_space.shape))),
-        seed=seed,
-        tensorboard_log=tensorboard_log,
-        verbose=verbose,
-        **config.model_kwargs,
-    )
+    model = build_model(config, seed, tensorboard_log=tensorboard_log, verbose=verbose)
+    env = model.get_env()
+    assert env is not None
     start = time.perf_counter()
     model.learn(total_timesteps=n_timesteps, progress_bar=progress_bar, tb_log_name=f"DDPGExt_{env_id}")
     train_seconds = time.perf_counter() - start
@@ -109,6 +102,27 @@ def train(
         env_id, model_path, n_episodes=n_eval_episodes, seed=seed + EVAL_SEED_OFFSET, env_kwargs=config.env_kwargs
     )
     return TrainResult(model_path, evaluation, train_seconds, n_timesteps)
+
+
+def build_model(config: ExperimentConfig, seed: int, tensorboard_log: str | None = None, verbose: int = 0) -> DDPGExt:
+    """
+    DDPGExt on the entry's training environment, with the entry's action noise.
+
+    :param config: a converted hyperparameter entry
+    :param seed: seed of the model and its environments
+    :param tensorboard_log: TensorBoard log folder (``None``: no TensorBoard logging)
+    :param verbose: SB3 verbosity
+    """
+    env = make_training_env(config, seed)
+    assert isinstance(env.action_space, gym.spaces.Box)
+    return DDPGExt(
+        env=env,
+        action_noise=config.make_action_noise(int(np.prod(env.action_space.shape))),
+        seed=seed,
+        tensorboard_log=tensorboard_log,
+        verbose=verbose,
+        **config.model_kwargs,
+    )
 
 
 def make_training_env(config: ExperimentConfig, seed: int) -> VecEnv:
