@@ -46,16 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--n-eval-episodes", type=int, default=5, help="episodes per evaluation (default: 5)")
     tune.add_argument("--sampler", default="tpe", help="tpe, random or cmaes (default: tpe)")
     tune.add_argument("--pruner", default="median", help="median, halving or none (default: median)")
-    tune.add_argument("--storage", help="database URL (postgresql://..., sqlite:///...) or journal file (default: logs/tuning/<study>.journal)")
+    tune.add_argument(
+        "--storage",
+        help="database URL (postgresql://..., sqlite:///...) or journal file (default: logs/tuning/<study>.journal)",
+    )
     tune.add_argument("--study-name", help="default: ddpg_ext-<env>")
     tune.add_argument("--n-jobs", type=int, default=1, help="worker processes on this machine (default: 1)")
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--output", help="YAML file for the best entry (default: beside the study); trials CSV and plots go beside it")
+    tune.add_argument(
+        "--output", help="YAML file for the best entry (default: beside the study); trials CSV and plots go beside it"
+    )
     tune.add_argument("--search-space", help="YAML file narrowing the search space (see --list-search-space)")
     tune.add_argument("--list-search-space", action="store_true", help="print the search space and exit")
-    tune.add_argument("--n-startup-trials", type=int, default=5, help="random trials before the sampler models, and before pruning")
+    tune.add_argument(
+        "--n-startup-trials", type=int, default=5, help="random trials before the sampler models, and before pruning"
+    )
     tune.add_argument("--heartbeat-interval", type=int, default=60, help="seconds between heartbeats of a running trial")
-    tune.add_argument("--grace-period", type=int, help="seconds without heartbeat before a running trial is failed (default: 2x interval)")
+    tune.add_argument(
+        "--grace-period", type=int, help="seconds without heartbeat before a running trial is failed (default: 2x interval)"
+    )
     _add_common_options(tune)
 
     benchmark = commands.add_parser("benchmark", help="run a grid of algorithms x envs x seeds (resumable), then summarise")

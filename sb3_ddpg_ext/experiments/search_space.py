@@ -262,4 +262,3 @@ def describe(space: SearchSpace) -> list[str]:
             text = f"{name}: {'log-' if dimension.log else ''}range [{dimension.low:g}, {dimension.high:g}]"
         lines.append(text + (" (conditional)" if dimension.when is not None else ""))
     return lines
-

@@ -89,25 +89,19 @@ def write_plots(study: optuna.Study, directory: pathlib.Path, prefix: str) -> li
 
     :return: one line per plot: its path, or why it was not written
     """
-    try:
-        import optuna.visualization as visualization
+    import optuna.visualization as visualization
 
-        visualization.is_available() or _raise_plotly_missing()
-    except ImportError as error:
-        return [f"plots not written: {error}"]
+    if not visualization.is_available():
+        return ["plots not written: plotly is not installed (pip install 'sb3-ddpg-ext[tune]')"]
     lines = []
     for name, function in PLOTS.items():
         path = directory / f"{prefix}_{name}.html"
         try:
-            getattr(visualization, function)(study).write_html(str(path))
+            getattr(visualization, function)(study).write_html(str(path), include_plotlyjs="cdn")
             lines.append(f"plot: {path}")
         except (ValueError, RuntimeError) as error:  # e.g. importances need two complete trials
             lines.append(f"plot {name} not written: {error}")
     return lines
-
-
-def _raise_plotly_missing() -> None:
-    raise ImportError("plotly is not installed (pip install 'sb3-ddpg-ext[tune]')")
 
 
 def write_reports(study: optuna.Study, settings: TuningSettings) -> list[str]:
