@@ -74,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--timesteps", type=int, default=20_000)
     benchmark.add_argument("--eval-freq", type=int, default=2_000)
     benchmark.add_argument("--n-eval-episodes", type=int, default=10)
-    benchmark.add_argument("--jobs", type=int, default=1, help="runs in parallel (worker processes)")
+    benchmark.add_argument("--jobs", type=int, default=1, help="runs in parallel (worker processes, or local Ray CPUs)")
+    benchmark.add_argument("--executor", default="process", help="process (this machine) or ray (a Ray cluster)")
+    benchmark.add_argument("--address", help="Ray cluster address (e.g. ray://head:10001, auto); default: a local Ray")
     benchmark.add_argument("--root", default="benchmarks/results/runs", help="one CSV per run is written here")
     benchmark.add_argument("--report-only", action="store_true", help="only summarise the runs found under --root")
     benchmark.add_argument("--list-algos", action="store_true")
-    benchmark.add_argument("--output", help="also write the summary (markdown, with provenance) to this file")
+    benchmark.add_argument("--output", help="also write the report (markdown, with provenance) to this file")
+    benchmark.add_argument("--plots", help="folder for PNG learning curves (default: beside --output, if given)")
     _add_common_options(benchmark)
     return parser
 
@@ -90,13 +93,14 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from sb3_ddpg_ext.experiments import benchmark
+    from sb3_ddpg_ext.experiments import benchmark, report
     from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
 
     if args.list_algos:
         print("\n".join(benchmark.algorithm_names()))
         return
     root = pathlib.Path(args.root)
+    origin = provenance_markdown()
     if not args.report_only:
         algorithms = args.algos or benchmark.algorithm_names()
         unknown = sorted(set(algorithms) - set(benchmark.algorithm_names()))
@@ -108,15 +112,11 @@ def _benchmark(args: argparse.Namespace) -> None:
             for env_id in args.envs
             for algorithm in algorithms
         ]
-        benchmark.run_grid(specs, root, jobs=args.jobs)
-    report = [
-        "# Learning benchmark",
-        "",
-        f"Runs under `{root}` (one CSV and one JSON with settings and provenance per run).",
-        "",
-        *benchmark.summary_table(root),
-    ]
-    publish(report, provenance_markdown(), None if args.output is None else pathlib.Path(args.output))
+        benchmark.run_grid(specs, root, jobs=args.jobs, executor=args.executor, address=args.address)
+    output = None if args.output is None else pathlib.Path(args.output)
+    plots = pathlib.Path(args.plots) if args.plots else (output.parent if output is not None else None)
+    markdown_dir = output.parent if output is not None else None
+    publish(["# Learning benchmark", "", *report.report(root, plots, markdown_dir)], origin, output)
 
 
 def _tune(args: argparse.Namespace) -> None:

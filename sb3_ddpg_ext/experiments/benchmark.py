@@ -5,17 +5,17 @@ Each run trains one agent and evaluates its deterministic policy every ``eval_fr
 separately seeded environment (SB3's ``evaluate_policy``), then writes ``<root>/<env>/<algorithm>/seed<S>.csv``
 (columns: timesteps, seconds, mean_return, std_return) and a ``.json`` beside it with the run's settings
 and provenance. A run whose CSV exists is skipped, so an interrupted grid resumes where it stopped. Runs
-execute in worker processes (``jobs``), one torch thread each.
+execute in worker processes (``jobs``) or on a Ray cluster, one torch thread each; :mod:`.report` turns the
+files into tables and plots.
 """
 
 import copy
 import csv
 import json
 import pathlib
-import statistics
 import time
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -141,83 +141,95 @@ class EvaluationRecorder(BaseCallback):
         self.rows.append((self.num_timesteps, seconds, float(mean), float(std)))  # type: ignore[arg-type]
 
 
-def execute(spec: RunSpec, root: pathlib.Path) -> pathlib.Path:
-    """Train and evaluate one run and write its CSV and JSON; skip it if its CSV exists."""
-    path = spec.path(root)
-    if path.exists():
-        return path
+@dataclass(frozen=True)
+class RunResult:
+    """
+    What one run produced, ready to be written by whoever collects it (on a cluster: the driver).
+
+    :param rows: (timesteps, training seconds, mean return, std return) of each evaluation
+    :param metadata: the run's settings and the provenance of the process that ran it
+    """
+
+    rows: list[tuple[int, float, float, float]]
+    metadata: dict[str, Any]
+
+
+def train_run(spec: RunSpec) -> RunResult:
+    """Train and evaluate one run (in any process or on any machine); nothing is written."""
     th.set_num_threads(1)
     model = build(spec.algorithm, spec.env_id, spec.seed, dict(spec.policy_kwargs) or None)
     recorder = EvaluationRecorder(spec.env_id, spec.seed, spec.eval_freq, spec.n_eval_episodes)
     model.learn(spec.timesteps, callback=recorder)
     if not recorder.rows or recorder.rows[-1][0] != model.num_timesteps:
         recorder.evaluate()
+    return RunResult(recorder.rows, {"run": asdict(spec), "provenance": provenance()})
+
+
+def write_run(spec: RunSpec, result: RunResult, root: pathlib.Path) -> pathlib.Path:
+    """Write a run's JSON, then its CSV (which appears only when complete: resuming never reads half a run)."""
+    path = spec.path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"run": asdict(spec), "provenance": provenance()}
-    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2, default=str))
+    path.with_suffix(".json").write_text(json.dumps(result.metadata, indent=2, default=str))
     partial = path.with_suffix(".csv.partial")
     with partial.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["timesteps", "seconds", "mean_return", "std_return"])
-        writer.writerows(recorder.rows)
-    partial.rename(path)  # the CSV appears only when complete: resuming never reads half a run
+        writer.writerows(result.rows)
+    partial.rename(path)
     return path
 
 
-def run_grid(specs: Iterable[RunSpec], root: pathlib.Path, jobs: int = 1) -> list[pathlib.Path]:
-    """
-    Execute the runs not done yet, ``jobs`` at a time in worker processes.
+EXECUTORS = ("process", "ray")
 
-    :return: the CSV of every run
+
+def run_grid(
+    specs: Iterable[RunSpec], root: pathlib.Path, jobs: int = 1, executor: str = "process", address: str | None = None
+) -> list[pathlib.Path]:
     """
+    Execute the runs whose CSV does not exist yet and write each one as soon as it finishes.
+
+    :param specs: the grid
+    :param root: folder of the result files
+    :param jobs: runs at a time with the ``process`` executor (1: in this process)
+    :param executor: ``process`` (worker processes on this machine) or ``ray`` (a Ray cluster; results come back
+        to this process, so the workers need the package but no shared file system)
+    :param address: the Ray cluster's address (e.g. ``ray://head:10001`` or ``auto``); ``None`` starts a local Ray
+        with ``jobs`` CPUs
+    :return: the CSV of every run of ``specs``
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"`executor` must be one of {list(EXECUTORS)}, got {executor!r}")
     specs = list(specs)
+    pending = [spec for spec in specs if not spec.path(root).exists()]
+    if executor == "ray":
+        finished = _run_with_ray(pending, jobs, address)
+    else:
+        finished = _run_with_processes(pending, jobs)
+    for spec, result in finished:
+        write_run(spec, result, root)
+    return [spec.path(root) for spec in specs]
+
+
+def _run_with_processes(specs: list[RunSpec], jobs: int) -> Iterator[tuple[RunSpec, RunResult]]:
     if jobs <= 1:
-        return [execute(spec, root) for spec in specs]
+        for spec in specs:
+            yield spec, train_run(spec)
+        return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(execute, specs, [root] * len(specs)))
+        futures = {pool.submit(train_run, spec): spec for spec in specs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
-def read_runs(root: pathlib.Path) -> dict[tuple[str, str], list[list[dict[str, float]]]]:
-    """Every finished run under ``root``, grouped by (env, algorithm)."""
-    runs: dict[tuple[str, str], list[list[dict[str, float]]]] = {}
-    for path in sorted(root.glob("*/*/seed*.csv")):
-        with path.open() as file:
-            rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(file)]
-        runs.setdefault((path.parent.parent.name, path.parent.name), []).append(rows)
-    return runs
-
-
-def steps_to_threshold(run: list[dict[str, float]], threshold: float) -> float | None:
-    """Environment steps of the first evaluation at or above ``threshold`` (``None``: never reached)."""
-    return next((row["timesteps"] for row in run if row["mean_return"] >= threshold), None)
-
-
-def summary_table(root: pathlib.Path) -> list[str]:
-    """
-    Markdown table per (env, algorithm): final evaluation return (mean ± std over seeds), steps to the
-    task's threshold (mean over the seeds that reached it, and how many did), training wall-clock per run.
-    """
-    lines = [
-        "| env | algorithm | seeds | steps | final return (mean ± std over seeds) | steps to threshold "
-        "| training time per run (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for (env_id, algorithm), runs in sorted(read_runs(root).items()):
-        finals = [run[-1]["mean_return"] for run in runs]
-        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
-        seconds = statistics.mean(run[-1]["seconds"] for run in runs)
-        steps = int(runs[0][-1]["timesteps"])
-        final = f"{statistics.mean(finals):.1f} ± {spread:.1f}"
-        lines.append(
-            f"| {env_id} | {algorithm} | {len(runs)} | {steps} | {final} | {_threshold_cell(env_id, runs)} | {seconds:.0f} |"
-        )
-    return lines
-
-
-def _threshold_cell(env_id: str, runs: list[list[dict[str, float]]]) -> str:
-    threshold = TASKS.get(env_id, Task()).threshold
-    if threshold is None:
-        return "n/a"
-    reached = [steps for steps in (steps_to_threshold(run, threshold) for run in runs) if steps is not None]
-    mean = f"{statistics.mean(reached):.0f}" if reached else "-"
-    return f"{mean} ({len(reached)}/{len(runs)} reached {threshold:g})"
+def _run_with_ray(specs: list[RunSpec], jobs: int, address: str | None) -> Iterator[tuple[RunSpec, RunResult]]:
+    try:
+        import ray
+    except ImportError as error:
+        raise ValueError("executor='ray' needs Ray: pip install 'sb3-ddpg-ext[ray]'") from error
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else max(jobs, 1), include_dashboard=False)
+    remote_train_run = ray.remote(num_cpus=1)(train_run)
+    pending = {remote_train_run.remote(spec): spec for spec in specs}
+    while pending:
+        (done,), _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(done), ray.get(done)

@@ -11,23 +11,28 @@ class Task:
     :param learning_starts: random steps before learning
     :param noise_std: std of the Gaussian action noise (in the [-1, 1] scaled action space)
     :param support: ``(v_min, v_max)`` of categorical critics, chosen to cover the task's Q-values
-    :param threshold: the evaluation return that counts as solving the task, for "steps to threshold"
+    :param threshold: the evaluation return that counts as solving the task, for "steps to threshold"; it is
+        also the task's reference score: normalised score = (return - random_score) / (threshold - random_score)
+    :param random_score: mean return of uniformly random actions (20 episodes, seeds 0-19, measured here)
     """
 
     learning_starts: int = 1_000
     noise_std: float = 0.1
     support: tuple[float, float] = (-150.0, 150.0)
     threshold: float | None = None
+    random_score: float | None = None
 
 
 TASKS: dict[str, Task] = {
     # Rewards in [-16.3, 0]: Q-values >= -16.3 / (1 - 0.99).
-    "Pendulum-v1": Task(learning_starts=1_000, support=(-1500.0, 0.0), threshold=-200.0),
+    "Pendulum-v1": Task(learning_starts=1_000, support=(-1500.0, 0.0), threshold=-200.0, random_score=-1245.9),
     # Reward 1 per step alive: Q-values lie in [0, 1 / (1 - gamma)] = [0, 100].
-    "InvertedPendulum-v5": Task(learning_starts=1_000, support=(0.0, 100.0), threshold=950.0),
-    "InvertedDoublePendulum-v5": Task(learning_starts=10_000, support=(0.0, 1000.0)),
-    "HalfCheetah-v5": Task(learning_starts=10_000, support=(-100.0, 1500.0)),
-    "Hopper-v5": Task(learning_starts=10_000, support=(0.0, 400.0)),
+    "InvertedPendulum-v5": Task(learning_starts=1_000, support=(0.0, 100.0), threshold=950.0, random_score=4.5),
+    "InvertedDoublePendulum-v5": Task(learning_starts=10_000, support=(0.0, 1000.0), threshold=9000.0, random_score=52.4),
+    "HalfCheetah-v5": Task(learning_starts=10_000, support=(-100.0, 1500.0), random_score=-260.8),
+    "Hopper-v5": Task(learning_starts=10_000, support=(0.0, 400.0), random_score=24.8),
     "LunarLanderContinuous-v3": Task(learning_starts=10_000, support=(-300.0, 300.0)),
-    "MountainCarContinuous-v0": Task(learning_starts=1_000, noise_std=0.5, support=(-100.0, 100.0), threshold=90.0),
+    "MountainCarContinuous-v0": Task(
+        learning_starts=1_000, noise_std=0.5, support=(-100.0, 100.0), threshold=90.0, random_score=-33.1
+    ),
 }

@@ -1,0 +1,221 @@
+"""
+Benchmark report: per-task tables, an aggregate table of normalised scores, and learning-curve plots, from
+the per-run CSVs of :mod:`~sb3_ddpg_ext.experiments.benchmark`.
+
+Statistics follow Agarwal et al. 2021 ("Deep RL at the edge of the statistical precipice"): with a handful
+of seeds, the interquartile mean (IQM, the mean of the middle 50% of runs) with a 95% percentile-bootstrap
+confidence interval over seeds says more than a mean ± std. Bootstrap draws are seeded, so a report of the
+same runs is the same report.
+"""
+
+import csv
+import os
+import pathlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sb3_ddpg_ext.experiments.tasks import TASKS, Task
+
+N_RESAMPLES = 2_000
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Run:
+    """
+    One run's evaluations.
+
+    :param timesteps: environment steps at each evaluation
+    :param seconds: training wall-clock at each evaluation (evaluations excluded)
+    :param returns: mean evaluation return at each evaluation
+    """
+
+    timesteps: np.ndarray
+    seconds: np.ndarray
+    returns: np.ndarray
+
+    @property
+    def final_return(self) -> float:
+        return float(self.returns[-1])
+
+    def first_reaching(self, threshold: float) -> int | None:
+        """Index of the first evaluation at or above ``threshold`` (``None``: never)."""
+        reached = np.flatnonzero(self.returns >= threshold)
+        return int(reached[0]) if reached.size else None
+
+
+def read_run(path: pathlib.Path) -> Run:
+    with path.open() as file:
+        rows = list(csv.DictReader(file))
+    column = lambda name: np.array([float(row[name]) for row in rows])  # noqa: E731
+    return Run(column("timesteps"), column("seconds"), column("mean_return"))
+
+
+def read_runs(root: pathlib.Path) -> dict[str, dict[str, list[Run]]]:
+    """Every finished run under ``root`` (``<env>/<algorithm>/seed<S>.csv``), as env -> algorithm -> runs."""
+    runs: dict[str, dict[str, list[Run]]] = {}
+    for path in sorted(root.glob("*/*/seed*.csv")):
+        runs.setdefault(path.parent.parent.name, {}).setdefault(path.parent.name, []).append(read_run(path))
+    return runs
+
+
+def iqm(values: np.ndarray) -> np.ndarray:
+    """Interquartile mean along the last axis: the mean after dropping the lowest and highest 25% (floor)."""
+    values = np.sort(values, axis=-1)
+    cut = values.shape[-1] // 4
+    return values[..., cut : values.shape[-1] - cut].mean(axis=-1)
+
+
+def bootstrap_ci(
+    values: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] = iqm, seed: int = 0
+) -> tuple[float, float]:
+    """
+    95% percentile-bootstrap interval of ``statistic`` over the values (resampled with replacement).
+
+    :param values: one score per run
+    :param statistic: vectorised along the last axis (e.g. :func:`iqm`, ``np.mean``)
+    """
+    rng = np.random.default_rng(seed)
+    resamples = values[rng.integers(0, len(values), size=(N_RESAMPLES, len(values)))]
+    low, high = np.quantile(statistic(resamples), [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return float(low), float(high)
+
+
+def normalised(score: np.ndarray, task: Task) -> np.ndarray:
+    """``(score - random) / (threshold - random)``: 0 is random actions, 1 is the task's threshold."""
+    assert task.threshold is not None and task.random_score is not None
+    return (score - task.random_score) / (task.threshold - task.random_score)
+
+
+def task_table(env_id: str, runs_by_algorithm: dict[str, list[Run]]) -> list[str]:
+    """Markdown table of one task: final return, IQM with CI, and steps/wall-clock to the threshold."""
+    threshold = TASKS.get(env_id, Task()).threshold
+    reach = f"to reach {threshold:g}" if threshold is not None else "to threshold (none set)"
+    lines = [
+        f"| algorithm | seeds | steps | final return, mean ± std | final return, IQM [95% CI] | steps {reach} "
+        f"| training seconds {reach} | training seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for algorithm, runs in sorted(runs_by_algorithm.items()):
+        finals = np.array([run.final_return for run in runs])
+        low, high = bootstrap_ci(finals)
+        steps, seconds = _time_to_threshold(runs, threshold)
+        total_seconds = np.mean([run.seconds[-1] for run in runs])
+        lines.append(
+            f"| {algorithm} | {len(runs)} | {int(runs[0].timesteps[-1])} | {finals.mean():.1f} ± {finals.std(ddof=1) if len(finals) > 1 else 0:.1f} "
+            f"| {iqm(finals):.1f} [{low:.1f}, {high:.1f}] | {steps} | {seconds} | {total_seconds:.0f} |"
+        )
+    return lines
+
+
+def _time_to_threshold(runs: list[Run], threshold: float | None) -> tuple[str, str]:
+    if threshold is None:
+        return "n/a", "n/a"
+    indices = [(run, run.first_reaching(threshold)) for run in runs]
+    reached = [(run.timesteps[index], run.seconds[index]) for run, index in indices if index is not None]
+    if not reached:
+        return f"- (0/{len(runs)})", "-"
+    steps, seconds = np.mean(reached, axis=0)
+    return f"{steps:.0f} ({len(reached)}/{len(runs)})", f"{seconds:.0f}"
+
+
+def aggregate_table(runs: dict[str, dict[str, list[Run]]]) -> list[str]:
+    """
+    Markdown table across the tasks that have a threshold and a random score: IQM and mean of the normalised
+    final scores of all runs of an algorithm, with a bootstrap CI that resamples seeds within each task.
+    """
+    tasks = [env_id for env_id in sorted(runs) if _has_reference(env_id)]
+    # Only algorithms run on every one of these tasks: a partial average would not compare.
+    algorithms = sorted(set.intersection(*(set(runs[env_id]) for env_id in tasks))) if tasks else []
+    left_out = sorted({algorithm for env_id in runs for algorithm in runs[env_id]} - set(algorithms))
+    lines = [
+        f"Tasks: {', '.join(tasks) or 'none'}. Normalised score: 0 = uniformly random actions, 1 = the task's threshold.",
+        f"Left out (not run on all of these tasks): {', '.join(left_out) or 'none'}.",
+        "",
+        "| algorithm | tasks | runs | normalised final score, IQM [95% CI] | normalised final score, mean [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for algorithm in algorithms:
+        scores = [
+            normalised(np.array([run.final_return for run in runs[env_id][algorithm]]), TASKS[env_id]) for env_id in tasks
+        ]
+        pooled = np.concatenate(scores)
+        iqm_low, iqm_high = _stratified_ci(scores, iqm)
+        mean_low, mean_high = _stratified_ci(scores, lambda values: values.mean(axis=-1))
+        lines.append(
+            f"| {algorithm} | {len(scores)} | {len(pooled)} | {iqm(pooled):.2f} [{iqm_low:.2f}, {iqm_high:.2f}] "
+            f"| {pooled.mean():.2f} [{mean_low:.2f}, {mean_high:.2f}] |"
+        )
+    return lines
+
+
+def _has_reference(env_id: str) -> bool:
+    task = TASKS.get(env_id, Task())
+    return task.threshold is not None and task.random_score is not None
+
+
+def _stratified_ci(scores: list[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+    """Bootstrap CI of ``statistic`` over all runs, resampling runs within each task (rliable's stratified bootstrap)."""
+    rng = np.random.default_rng(0)
+    resamples = np.concatenate(
+        [task_scores[rng.integers(0, len(task_scores), size=(N_RESAMPLES, len(task_scores)))] for task_scores in scores],
+        axis=1,
+    )
+    low, high = np.quantile(statistic(resamples), [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return float(low), float(high)
+
+
+def plot_learning_curves(env_id: str, runs_by_algorithm: dict[str, list[Run]], path: pathlib.Path) -> None:
+    """
+    PNG of the evaluation return against environment steps: the mean over seeds per algorithm and a
+    95% bootstrap CI band of that mean. Runs of one algorithm must share their evaluation steps.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    for algorithm, runs in sorted(runs_by_algorithm.items()):
+        length = min(len(run.returns) for run in runs)
+        returns = np.stack([run.returns[:length] for run in runs])
+        steps = runs[0].timesteps[:length]
+        rng = np.random.default_rng(0)
+        means = returns[rng.integers(0, len(runs), size=(N_RESAMPLES, len(runs)))].mean(axis=1)
+        low, high = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
+        (line,) = axes.plot(steps, returns.mean(axis=0), label=f"{algorithm} ({len(runs)} seeds)")
+        axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+    threshold = TASKS.get(env_id, Task()).threshold
+    if threshold is not None:
+        axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    axes.set_title(f"{env_id}: evaluation return (mean over seeds, 95% bootstrap CI)")
+    axes.set_xlabel("environment steps")
+    axes.set_ylabel("mean evaluation return (deterministic policy)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="best")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def report(root: pathlib.Path, plots: pathlib.Path | None = None, markdown_dir: pathlib.Path | None = None) -> list[str]:
+    """
+    The whole report as markdown lines: one table (and, with ``plots``, one PNG) per task, then the aggregate.
+
+    :param root: folder of the per-run CSVs
+    :param plots: folder for the PNG learning curves (``None``: no plots)
+    :param markdown_dir: where the markdown will be written, for relative links to the plots (default: ``plots``)
+    """
+    runs = read_runs(root)
+    lines = [f"Runs under `{root}`: one CSV (evaluations) and one JSON (settings, provenance) per run.", ""]
+    for env_id, runs_by_algorithm in runs.items():
+        lines += [f"## {env_id}", "", *task_table(env_id, runs_by_algorithm), ""]
+        if plots is not None:
+            path = plots / f"{env_id}.png"
+            plot_learning_curves(env_id, runs_by_algorithm, path)
+            link = os.path.relpath(path, markdown_dir if markdown_dir is not None else plots)
+            lines += [f"![{env_id} learning curves]({link})", ""]
+    return [*lines, "## Aggregate", "", *aggregate_table(runs)]

@@ -1,0 +1,68 @@
+"""The benchmark report: IQM and bootstrap intervals, per-task and aggregate tables, learning-curve plots."""
+
+import csv
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sb3_ddpg_ext.cli import main
+from sb3_ddpg_ext.experiments.report import bootstrap_ci, iqm, normalised, report
+from sb3_ddpg_ext.experiments.tasks import TASKS
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 10, 13])
+def test_iqm_is_the_25_percent_trimmed_mean(n):
+    values = np.random.default_rng(n).normal(size=n)
+    assert iqm(values) == pytest.approx(stats.trim_mean(values, 0.25))
+
+
+def test_bootstrap_interval_holds_the_statistic_is_seeded_and_collapses_without_spread():
+    values = np.array([1.0, 2.0, 3.0, 10.0, 4.0])
+    low, high = bootstrap_ci(values)
+    assert low <= iqm(values) <= high and low >= 1.0 and high <= 10.0
+    assert bootstrap_ci(values) == (low, high)
+    assert bootstrap_ci(np.full(4, 7.0)) == (7.0, 7.0)
+
+
+def _write_run(root, env_id, algorithm, seed, returns, step=1000, seconds_per_step=0.01):
+    path = root / env_id / algorithm / f"seed{seed}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["timesteps", "seconds", "mean_return", "std_return"])
+        for index, value in enumerate(returns, start=1):
+            writer.writerow([index * step, index * step * seconds_per_step, value, 0.0])
+
+
+def test_report_tables_and_plots(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, last in enumerate([-150.0, -170.0, -400.0]):
+        _write_run(runs, "Pendulum-v1", "fast", seed, [-1200.0, -180.0, last])
+        _write_run(runs, "Pendulum-v1", "slow", seed, [-1200.0, -900.0, -1000.0 + 100 * seed])
+        _write_run(runs, "InvertedPendulum-v5", "fast", seed, [50.0, 1000.0, 1000.0])
+    lines = report(runs, plots=tmp_path / "plots", markdown_dir=tmp_path)
+    text = "\n".join(lines)
+    # fast on Pendulum: final returns -150, -170, -400; two of three seeds reached -200 at step 2000.
+    finals = np.array([-150.0, -170.0, -400.0])
+    assert f"| fast | 3 | 3000 | {finals.mean():.1f} ± {finals.std(ddof=1):.1f} | {iqm(finals):.1f} [" in text
+    assert "| 2000 (3/3) | 20 |" in text  # -180 at step 2000 is above -200 for every seed
+    assert "| slow | 3 | 3000 | -900.0 ± 100.0 |" in text and "| - (0/3) | - |" in text
+    assert "![Pendulum-v1 learning curves](plots/Pendulum-v1.png)" in text
+    for env_id in ("Pendulum-v1", "InvertedPendulum-v5"):
+        assert (tmp_path / "plots" / f"{env_id}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Aggregate: only "fast" ran on both tasks.
+    assert "Left out (not run on all of these tasks): slow." in text
+    pooled = np.concatenate(
+        [normalised(finals, TASKS["Pendulum-v1"]), normalised(np.full(3, 1000.0), TASKS["InvertedPendulum-v5"])]
+    )
+    assert f"| fast | 2 | 6 | {iqm(pooled):.2f} [" in text
+
+
+def test_cli_report_writes_markdown_with_provenance_and_plots(tmp_path, capsys):
+    _write_run(tmp_path / "runs", "Pendulum-v1", "fast", 0, [-1200.0, -150.0])
+    output = tmp_path / "results" / "grid.md"
+    assert main(["benchmark", "--root", str(tmp_path / "runs"), "--report-only", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "![Pendulum-v1 learning curves](Pendulum-v1.png)" in text and "- git commit:" in text
+    assert (output.parent / "Pendulum-v1.png").is_file()
