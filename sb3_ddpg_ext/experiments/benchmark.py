@@ -201,10 +201,7 @@ def run_grid(
         raise ValueError(f"`executor` must be one of {list(EXECUTORS)}, got {executor!r}")
     specs = list(specs)
     pending = [spec for spec in specs if not spec.path(root).exists()]
-    if executor == "ray":
-        finished = _run_with_ray(pending, jobs, address)
-    else:
-        finished = _run_with_processes(pending, jobs)
+    finished = _run_with_ray(pending, jobs, address) if executor == "ray" else _run_with_processes(pending, jobs)
     for spec, result in finished:
         write_run(spec, result, root)
     return [spec.path(root) for spec in specs]

@@ -103,8 +103,9 @@ def task_table(env_id: str, runs_by_algorithm: dict[str, list[Run]]) -> list[str
         low, high = bootstrap_ci(finals)
         steps, seconds = _time_to_threshold(runs, threshold)
         total_seconds = np.mean([run.seconds[-1] for run in runs])
+        spread = finals.std(ddof=1) if len(finals) > 1 else 0.0
         lines.append(
-            f"| {algorithm} | {len(runs)} | {int(runs[0].timesteps[-1])} | {finals.mean():.1f} ± {finals.std(ddof=1) if len(finals) > 1 else 0:.1f} "
+            f"| {algorithm} | {len(runs)} | {int(runs[0].timesteps[-1])} | {finals.mean():.1f} ± {spread:.1f} "
             f"| {iqm(finals):.1f} [{low:.1f}, {high:.1f}] | {steps} | {seconds} | {total_seconds:.0f} |"
         )
     return lines
