@@ -60,3 +60,12 @@ def test_cli_report_and_bad_algorithm(tmp_path, capsys):
 def test_unknown_executor_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"`executor` must be one of \['process', 'ray'\], got 'dask'"):
         run_grid(_specs(["sb3-ddpg"]), tmp_path, executor="dask")
+
+
+def test_zoo_baselines_take_rl_zoo_entries_and_sb3_defaults_for_the_rest():
+    td3 = build("sb3-td3-zoo", "Pendulum-v1", seed=0, policy_kwargs={"net_arch": [8]})
+    assert (td3.gamma, td3.learning_starts, td3.buffer_size) == (0.98, 10_000, 200_000)
+    ddpg = build("sb3-ddpg-zoo", "MountainCarContinuous-v0", seed=0, policy_kwargs={"net_arch": [8]})
+    assert type(ddpg.action_noise).__name__ == "OrnsteinUhlenbeckActionNoise" and ddpg.learning_starts == 100
+    with pytest.raises(ValueError, match="RL Zoo has no tuned DDPG entry for 'InvertedPendulum-v5'"):
+        build("sb3-ddpg-zoo", "InvertedPendulum-v5", seed=0)

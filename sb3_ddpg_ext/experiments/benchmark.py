@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+import yaml
 from stable_baselines3 import DDPG, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -29,12 +30,16 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
+from sb3_ddpg_ext.experiments.config import ExperimentConfig, parse_entry
 from sb3_ddpg_ext.experiments.provenance import provenance
 from sb3_ddpg_ext.experiments.tasks import TASKS, Task
 from sb3_ddpg_ext.presets import PRESETS, preset
 
 EVAL_SEED_OFFSET = 10_000
 BASELINES: dict[str, type[BaseAlgorithm]] = {"sb3-ddpg": DDPG, "sb3-td3": TD3}
+# SB3's agents with RL Zoo's tuned hyperparameters for the task (only for tasks RL Zoo has tuned).
+ZOO_BASELINES: dict[str, tuple[type[BaseAlgorithm], str]] = {"sb3-ddpg-zoo": (DDPG, "ddpg"), "sb3-td3-zoo": (TD3, "td3")}
+RL_ZOO_HYPERPARAMS = pathlib.Path(__file__).with_name("rl_zoo.yml")
 DDPG_EXT_PREFIX = "ddpg-ext-"
 
 # Variants of the presets that the grid can run beside them: candidates and ablations, each one switch away
@@ -50,7 +55,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def algorithm_names() -> list[str]:
     """The algorithms a grid can name: SB3's DDPG and TD3 (their defaults), each DDPGExt preset and variant."""
-    return [*BASELINES, *(DDPG_EXT_PREFIX + name for name in [*PRESETS, *VARIANTS])]
+    return [*BASELINES, *ZOO_BASELINES, *(DDPG_EXT_PREFIX + name for name in [*PRESETS, *VARIANTS])]
+
+
+def rl_zoo_entry(algorithm: str, env_id: str) -> ExperimentConfig:
+    """
+    RL Zoo's tuned hyperparameters of SB3's ``ddpg`` or ``td3`` for a task (see ``rl_zoo.yml``).
+
+    :raises ValueError: when RL Zoo has no entry for the task
+    """
+    entries = yaml.safe_load(RL_ZOO_HYPERPARAMS.read_text())[algorithm]
+    if env_id not in entries:
+        raise ValueError(f"RL Zoo has no tuned {algorithm.upper()} entry for {env_id!r} (it has {sorted(entries)})")
+    return parse_entry(env_id, {**entries[env_id], "n_timesteps": 0}, source=f"RL Zoo {algorithm} {env_id}")
 
 
 def ddpg_ext_kwargs(name: str) -> dict[str, Any]:
@@ -81,6 +98,13 @@ def build(algorithm: str, env_id: str, seed: int, policy_kwargs: dict[str, Any] 
     common: dict[str, Any] = dict(learning_starts=task.learning_starts, action_noise=noise, seed=seed, verbose=0)
     if algorithm in BASELINES:
         return BASELINES[algorithm]("MlpPolicy", env, policy_kwargs=policy_kwargs, **common)
+    if algorithm in ZOO_BASELINES:
+        algorithm_class, zoo_name = ZOO_BASELINES[algorithm]
+        config = rl_zoo_entry(zoo_name, env_id)
+        # What RL Zoo runs: its entry, and SB3's defaults (not the task's shared settings) for the rest.
+        kwargs = {"seed": seed, "verbose": 0, "action_noise": config.make_action_noise(action_dim), **config.model_kwargs}
+        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **(policy_kwargs or {})}
+        return algorithm_class("MlpPolicy", env, **kwargs)
     kwargs = ddpg_ext_kwargs(algorithm[len(DDPG_EXT_PREFIX) :])
     kwargs.setdefault("policy_kwargs", {})
     if kwargs["policy_kwargs"].get("critic") == "categorical":
