@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch as th
 import yaml
-from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.noise import OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 
-from sb3_ddpg_ext import DDPGExt
+from sb3_ddpg_ext import AdaptiveParamNoise, DDPGExt, PrioritizedReplayBuffer
 from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS, load_entry, parse_entry, parse_policy_kwargs
+from sb3_ddpg_ext.experiments.train import build_model
 
 
 def test_rl_zoo_td3_style_entry():
@@ -75,10 +76,43 @@ def test_missing_env_entry_lists_the_available_ones(tmp_path):
         load_entry("Hopper-v5", path)
 
 
-def test_every_shipped_entry_builds_a_model():
-    entries = yaml.safe_load(DEFAULT_HYPERPARAMS.read_text())
-    assert next(iter(entries)) == "Pendulum-v1"
+def test_every_shipped_entry_builds_a_model_and_says_how_it_was_chosen():
+    text = DEFAULT_HYPERPARAMS.read_text()
+    entries = yaml.safe_load(text)
+    assert next(iter(entries)) == "Pendulum-v1" and len(entries) >= 3
     for env_id in entries:
         config = load_entry(env_id)
-        model = DDPGExt(env=env_id, action_noise=config.make_action_noise(1), **config.model_kwargs)
-        assert isinstance(model.action_noise, NormalActionNoise)
+        model = build_model(config, seed=0)
+        assert isinstance(model, DDPGExt) and model.get_env().num_envs == config.n_envs
+        # The comment block just above the entry gives the command that produced it and what it reached.
+        comment = text[: text.index(f"\n{env_id}:")].rsplit("\n\n", 1)[-1]
+        assert "python -m sb3_ddpg_ext" in comment and "reached" in comment, env_id
+
+
+def test_extension_objects_are_written_as_names_and_dict_strings():
+    entry = {
+        "n_timesteps": 10,
+        "replay_buffer_class": "PrioritizedReplayBuffer",
+        "replay_buffer_kwargs": "dict(alpha=0.5, beta=0.3)",
+        "param_noise": "dict(target_distance=0.1)",
+    }
+    kwargs = parse_entry("Pendulum-v1", entry).model_kwargs
+    assert kwargs["replay_buffer_class"] is PrioritizedReplayBuffer
+    assert kwargs["replay_buffer_kwargs"] == {"alpha": 0.5, "beta": 0.3}
+    assert isinstance(kwargs["param_noise"], AdaptiveParamNoise) and kwargs["param_noise"].target_distance == 0.1
+
+
+@pytest.mark.parametrize(
+    "entry,pattern",
+    [
+        ({"replay_buffer_class": "HerReplayBuffr"}, "`replay_buffer_class` must be one of"),
+        (
+            {"replay_buffer_kwargs": "dict(alpha=os.getcwd())"},
+            "only literals and torch names are allowed in `replay_buffer_kwargs`",
+        ),
+        ({"param_noise": "dict(std=0.1)"}, r"unknown `param_noise` argument\(s\) \['std'\]"),
+    ],
+)
+def test_bad_extension_entries(entry, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        parse_entry("Pendulum-v1", {"n_timesteps": 10, **entry})
