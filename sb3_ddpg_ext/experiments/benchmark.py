@@ -12,6 +12,7 @@ files into tables and plots.
 import copy
 import csv
 import json
+import os
 import pathlib
 import time
 from collections.abc import Iterable, Iterator
@@ -248,6 +249,10 @@ def _run_with_ray(specs: list[RunSpec], jobs: int, address: str | None) -> Itera
     except ImportError as error:
         raise ValueError("executor='ray' needs Ray: pip install 'sb3-ddpg-ext[ray]'") from error
     if not ray.is_initialized():
+        if address is None:
+            # Ray runs its workers at niceness 15: beside any other busy process they would barely run, and
+            # the local grid would time a starved process. A cluster keeps its own setting.
+            os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address=address, num_cpus=None if address else max(jobs, 1), include_dashboard=False)
     remote_train_run = ray.remote(num_cpus=1)(train_run)
     pending = {remote_train_run.remote(spec): spec for spec in specs}
