@@ -282,11 +282,12 @@ def run_worker(settings: TuningSettings, worker: int = 0) -> None:
 
     # Trials of dead workers must not count as running: they would be neither finished nor redone.
     fail_stale_trials(study)
-    left = _trials_left(study, settings.n_trials)
-    if left > 0:
+    if _trials_left(study, settings.n_trials) > 0:
+        # The callback stops when the shared study is full, so that a dead worker's trial, failed by the
+        # heartbeat check at the start of a later trial, is run again; n_trials only bounds this worker.
         study.optimize(
             lambda trial: objective(trial, settings, space),
-            n_trials=left,
+            n_trials=settings.n_trials,
             callbacks=[stop_when_budget_spent],
             catch=(Exception,),
             gc_after_trial=True,
