@@ -31,7 +31,9 @@ TASKS: dict[str, Task] = {
     "InvertedDoublePendulum-v5": Task(learning_starts=10_000, support=(0.0, 1000.0), threshold=9000.0, random_score=52.4),
     "HalfCheetah-v5": Task(learning_starts=10_000, support=(-100.0, 1500.0), random_score=-260.8),
     "Hopper-v5": Task(learning_starts=10_000, support=(0.0, 400.0), random_score=24.8),
-    "LunarLanderContinuous-v3": Task(learning_starts=10_000, support=(-300.0, 300.0)),
+    "Walker2d-v5": Task(learning_starts=10_000, support=(0.0, 500.0), random_score=2.2),
+    "Ant-v5": Task(learning_starts=10_000, support=(-100.0, 800.0), random_score=-19.5),
+    "LunarLanderContinuous-v3": Task(learning_starts=10_000, support=(-300.0, 300.0), threshold=200.0, random_score=-244.8),
     "MountainCarContinuous-v0": Task(
         learning_starts=1_000, noise_std=0.5, support=(-100.0, 100.0), threshold=90.0, random_score=-33.1
     ),
