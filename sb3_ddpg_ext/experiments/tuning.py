@@ -228,14 +228,15 @@ def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def make_pruner(name: str, n_startup_trials: int, n_evaluations: int) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, n_startup_trials: int, n_timesteps: int) -> optuna.pruners.BasePruner:
     """
     :param name: one of :data:`PRUNERS`
     :param n_startup_trials: trials finished before the median pruner prunes
-    :param n_evaluations: evaluations per trial (the first third is never pruned by the median pruner)
+    :param n_timesteps: training budget of a trial; evaluations are reported at their environment step, and the
+        median pruner leaves the first third of the budget alone (RL Zoo's rule), when little has been learned yet
     """
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=n_evaluations // 3)
+        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=n_timesteps // 3 + 1)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
@@ -247,7 +248,7 @@ def load_study(settings: TuningSettings, worker: int = 0) -> optuna.Study:
         study_name=settings.resolved_study_name,
         storage=make_storage(settings.resolved_storage, settings.heartbeat_interval, settings.grace_period),
         sampler=make_sampler(settings.sampler, settings.seed + worker, settings.n_startup_trials),
-        pruner=make_pruner(settings.pruner, settings.n_startup_trials, settings.n_evaluations),
+        pruner=make_pruner(settings.pruner, settings.n_startup_trials, settings.n_timesteps),
         direction="maximize",
         load_if_exists=True,
     )
@@ -313,7 +314,9 @@ def tune(settings: TuningSettings) -> optuna.Study:
         failed = [index for index, process in enumerate(workers) if process.exitcode != 0]
         if failed:
             raise RuntimeError(f"tuning workers {failed} exited with an error (see their output above)")
-    return load_study(settings)
+    study = load_study(settings)
+    fail_stale_trials(study)
+    return study
 
 
 def replay_entry(trial: optuna.trial.FrozenTrial, n_timesteps: int) -> dict[str, Any]:
