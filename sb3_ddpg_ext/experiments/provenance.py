@@ -43,11 +43,19 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def command_line() -> str:
+    """The command that started this process, as typed (``python -m sb3_ddpg_ext ...`` for the package's CLI)."""
+    arguments = list(sys.argv)
+    if arguments and pathlib.PurePath(arguments[0]).parts[-2:] == ("sb3_ddpg_ext", "__main__.py"):
+        arguments[:1] = ["-m", "sb3_ddpg_ext"]
+    return " ".join(shlex.quote(argument) for argument in [os.path.basename(sys.executable), *arguments])
+
+
 def provenance() -> dict[str, str]:
     """Everything needed to tell where a number comes from, as strings."""
     versions = get_system_info(print_info=False)[0]
     return {
-        "command": " ".join(shlex.quote(argument) for argument in [os.path.basename(sys.executable), *sys.argv]),
+        "command": command_line(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git commit": git_commit(),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
