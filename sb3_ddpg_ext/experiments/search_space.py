@@ -4,6 +4,8 @@ an Optuna trial, :func:`to_entry` turns them into an RL-Zoo-format hyperparamete
 :func:`~sb3_ddpg_ext.experiments.config.parse_entry` turns into DDPGExt's keyword arguments). Every raw value is
 drawn through the trial, fixed ones included, so ``trial.params`` alone replays a trial exactly.
 
+:func:`to_kwargs` goes straight to the keyword arguments.
+
 The space is a mapping from raw names to dimensions. A dimension may apply only when others have certain
 values (prioritized replay's ``per_alpha`` only with ``prioritized=True``); it is then neither drawn nor
 converted otherwise. A user narrows the space with a mapping (YAML) of raw names to a list of choices, a
@@ -18,6 +20,7 @@ from typing import Any
 import optuna
 import yaml
 
+from sb3_ddpg_ext.experiments.config import parse_entry
 from sb3_ddpg_ext.experiments.tasks import TASKS
 
 Condition = Callable[[Mapping[str, Any]], bool]
@@ -234,6 +237,19 @@ def to_entry(params: Mapping[str, Any], n_timesteps: int) -> dict[str, Any]:
         entry["replay_buffer_kwargs"] = _dict_string({"alpha": params["per_alpha"], "beta": params["per_beta"]})
     entry["policy_kwargs"] = _dict_string(_policy_kwargs(params))
     return entry
+
+
+def to_kwargs(params: Mapping[str, Any], action_dim: int) -> dict[str, Any]:
+    """
+    DDPGExt's keyword arguments (action noise included) from raw values: ``DDPGExt("MlpPolicy", env, **to_kwargs(...))``.
+
+    :param params: raw values from :func:`sample_params` (or ``trial.params`` of a stored trial)
+    :param action_dim: size of the env's action space, for the action noise
+    """
+    config = parse_entry("the sampled env", to_entry(params, n_timesteps=0), source="sampled parameters")
+    kwargs = {**config.model_kwargs, "action_noise": config.make_action_noise(action_dim)}
+    del kwargs["policy"]  # given positionally by the caller
+    return kwargs
 
 
 def _policy_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
