@@ -57,6 +57,15 @@ def test_report_tables_and_plots(tmp_path):
         [normalised(finals, TASKS["Pendulum-v1"]), normalised(np.full(3, 1000.0), TASKS["InvertedPendulum-v5"])]
     )
     assert f"| fast | 2 | 6 | {iqm(pooled):.2f} [" in text
+    # The curve column: each run's mean over its evaluations, normalised.
+    curves = np.concatenate(
+        [
+            normalised(np.array([np.mean([-1200.0, -180.0, last]) for last in finals]), TASKS["Pendulum-v1"]),
+            normalised(np.full(3, np.mean([50.0, 1000.0, 1000.0])), TASKS["InvertedPendulum-v5"]),
+        ]
+    )
+    aggregate_row = next(line for line in lines if line.startswith("| fast | 2 | 6 |"))
+    assert aggregate_row.split(" | ")[-1].startswith(f"{iqm(curves):.2f} [")
 
 
 def test_cli_report_writes_markdown_with_provenance_and_plots(tmp_path, capsys):

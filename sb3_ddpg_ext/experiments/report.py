@@ -40,6 +40,11 @@ class Run:
     def final_return(self) -> float:
         return float(self.returns[-1])
 
+    @property
+    def curve_mean(self) -> float:
+        """Mean return over the evaluations: the area under the learning curve, per evaluation (sample efficiency)."""
+        return float(self.returns.mean())
+
     def first_reaching(self, threshold: float) -> int | None:
         """Index of the first evaluation at or above ``threshold`` (``None``: never)."""
         reached = np.flatnonzero(self.returns >= threshold)
@@ -124,32 +129,40 @@ def _time_to_threshold(runs: list[Run], threshold: float | None) -> tuple[str, s
 
 def aggregate_table(runs: dict[str, dict[str, list[Run]]]) -> list[str]:
     """
-    Markdown table across the tasks that have a threshold and a random score: IQM and mean of the normalised
-    final scores of all runs of an algorithm, with a bootstrap CI that resamples seeds within each task.
+    Markdown table across the tasks that have a threshold and a random score: IQM of the normalised final
+    scores and of the normalised learning-curve means (how fast it learns) of all runs of an algorithm, and the
+    mean of the final scores, each with a bootstrap CI that resamples seeds within each task.
     """
     tasks = [env_id for env_id in sorted(runs) if _has_reference(env_id)]
     # Only algorithms run on every one of these tasks: a partial average would not compare.
     algorithms = sorted(set.intersection(*(set(runs[env_id]) for env_id in tasks))) if tasks else []
     left_out = sorted({algorithm for env_id in runs for algorithm in runs[env_id]} - set(algorithms))
     lines = [
-        f"Tasks: {', '.join(tasks) or 'none'}. Normalised score: 0 = uniformly random actions, 1 = the task's threshold.",
+        f"Tasks: {', '.join(tasks) or 'none'}. Normalised score: 0 = uniformly random actions, 1 = the task's threshold. "
+        "Curve: the mean over all evaluations of a run (area under its learning curve), normalised the same way.",
         f"Left out (not run on all of these tasks): {', '.join(left_out) or 'none'}.",
         "",
-        "| algorithm | tasks | runs | normalised final score, IQM [95% CI] | normalised final score, mean [95% CI] |",
-        "|---|---|---|---|---|",
+        "| algorithm | tasks | runs | final score, IQM [95% CI] | final score, mean [95% CI] | curve, IQM [95% CI] |",
+        "|---|---|---|---|---|---|",
     ]
+    mean = lambda values: values.mean(axis=-1)  # noqa: E731
     for algorithm in algorithms:
-        scores = [
-            normalised(np.array([run.final_return for run in runs[env_id][algorithm]]), TASKS[env_id]) for env_id in tasks
-        ]
-        pooled = np.concatenate(scores)
-        iqm_low, iqm_high = _stratified_ci(scores, iqm)
-        mean_low, mean_high = _stratified_ci(scores, lambda values: values.mean(axis=-1))
-        lines.append(
-            f"| {algorithm} | {len(scores)} | {len(pooled)} | {iqm(pooled):.2f} [{iqm_low:.2f}, {iqm_high:.2f}] "
-            f"| {pooled.mean():.2f} [{mean_low:.2f}, {mean_high:.2f}] |"
-        )
+        finals = _normalised_scores(runs, tasks, algorithm, lambda run: run.final_return)
+        curves = _normalised_scores(runs, tasks, algorithm, lambda run: run.curve_mean)
+        cells = [_with_ci(finals, iqm), _with_ci(finals, mean), _with_ci(curves, iqm)]
+        lines.append(f"| {algorithm} | {len(tasks)} | {sum(map(len, finals))} | {' | '.join(cells)} |")
     return lines
+
+
+def _normalised_scores(
+    runs: dict[str, dict[str, list[Run]]], tasks: list[str], algorithm: str, score: Callable[[Run], float]
+) -> list[np.ndarray]:
+    return [normalised(np.array([score(run) for run in runs[env_id][algorithm]]), TASKS[env_id]) for env_id in tasks]
+
+
+def _with_ci(scores: list[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray]) -> str:
+    low, high = _stratified_ci(scores, statistic)
+    return f"{float(statistic(np.concatenate(scores))):.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _has_reference(env_id: str) -> bool:
