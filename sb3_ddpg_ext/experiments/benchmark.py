@@ -46,8 +46,9 @@ DDPG_EXT_PREFIX = "ddpg-ext-"
 # Variants of the presets that the grid can run beside them: candidates and ablations, each one switch away
 # from its preset (``policy_kwargs`` are merged key by key, as in :func:`~sb3_ddpg_ext.presets.preset`).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    # CrossQ with 256-256 critics instead of 1024-1024: about 10x cheaper per step on a CPU.
-    "crossq-256": ("crossq", {"policy_kwargs": {"net_arch": [256, 256]}}),
+    # CrossQ with sb3-contrib's wide critics (1024-1024): about 10x the cost per step of the preset on a CPU.
+    "crossq-wide": ("crossq", {"policy_kwargs": {"net_arch": {"pi": [256, 256], "qf": [1024, 1024]}}}),
+    "crossq-n3": ("crossq", {"n_steps": 3}),
     "td3-n3": ("td3", {"n_steps": 3}),
     "td3-ln": ("td3", {"policy_kwargs": {"layer_norm": True}}),
     "td3-n3-ln": ("td3", {"n_steps": 3, "policy_kwargs": {"layer_norm": True}}),
