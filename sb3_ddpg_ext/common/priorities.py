@@ -23,6 +23,10 @@ from sb3_ddpg_ext.common.segment_tree import SumTree
 from sb3_ddpg_ext.common.validation import check_range
 
 
+class NonFinitePriorityError(ValueError):
+    """A NaN or infinite priority: the TD errors it came from have diverged."""
+
+
 class ProportionalPriorities:
     """
     Priorities of ``capacity`` slots and the stratified sampling of a batch from them.
@@ -72,7 +76,7 @@ class ProportionalPriorities:
             indices = indices.cpu().numpy()
         priorities = np.abs(np.asarray(priorities, dtype=np.float64).reshape(-1)) + self.eps
         if not np.all(np.isfinite(priorities)):
-            raise ValueError(
+            raise NonFinitePriorityError(
                 f"priorities must be finite, got {priorities[~np.isfinite(priorities)][:5]} (diverged TD errors?)"
             )
         self.max_priority = max(self.max_priority, float(priorities.max(initial=0.0)))

@@ -10,10 +10,10 @@ A trial whose training raises, or whose evaluation return is NaN/inf, ends (FAIL
 reason in its user attribute ``failure``; the study goes on.
 """
 
+import functools
 import math
 import multiprocessing
 import pathlib
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +25,9 @@ from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_ddpg_ext.common.priorities import NonFinitePriorityError
 from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS, parse_entry
+from sb3_ddpg_ext.experiments.samplers import SAMPLERS, TrialSeededSampler, make_sampler
 from sb3_ddpg_ext.experiments.search_space import (
     SearchSpace,
     check_search_space,
@@ -37,7 +39,6 @@ from sb3_ddpg_ext.experiments.search_space import (
 from sb3_ddpg_ext.experiments.storage import fail_stale_trials, is_database_url, make_storage
 from sb3_ddpg_ext.experiments.train import EVAL_SEED_OFFSET, build_model
 
-SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "halving", "none")
 STUDY_DIRECTORY = pathlib.Path("logs") / "tuning"
 OUTPUT_MARKER = "# sb3-ddpg-ext tuning result"
@@ -60,7 +61,8 @@ class TuningSettings:
     :param storage: database URL or journal file; ``None``: the journal file ``logs/tuning/<study_name>.journal``
     :param study_name: default ``ddpg_ext-<env_id>``
     :param n_jobs: worker processes started by this call
-    :param seed: seed of the samplers (worker ``i`` uses ``seed + i``); trial ``k`` trains with seed ``seed + k``
+    :param seed: trial ``k`` samples its configuration with a sampler seeded by ``(seed, k)`` and trains with seed
+        ``seed + k``
     :param output: YAML file for the best entry; default: beside the journal file, or ``logs/tuning/`` for a
         database. Trials CSV and plots are written beside it.
     :param search_space: overrides of the default search space (see :func:`~.search_space.narrow`)
@@ -196,6 +198,10 @@ def _train_and_evaluate(trial: optuna.Trial, settings: TuningSettings, space: Se
     callback = TrialEvalCallback(eval_env, trial, settings.n_eval_episodes, settings.n_timesteps // settings.n_evaluations)
     try:
         model.learn(settings.n_timesteps, callback=callback)
+    except NonFinitePriorityError as error:
+        reason = f"diverged: {error} at step {model.num_timesteps}"
+        trial.set_user_attr(FAILURE_ATTR, reason)
+        raise optuna.TrialPruned(reason) from error
     finally:
         eval_env.close()
         if model.env is not None:
@@ -204,28 +210,10 @@ def _train_and_evaluate(trial: optuna.Trial, settings: TuningSettings, space: Se
         reason = f"diverged: evaluation return {callback.last_mean_reward} at step {model.num_timesteps}"
         trial.set_user_attr(FAILURE_ATTR, reason)
         raise optuna.TrialPruned(reason)
-    if callback.is_pruned:
+    # A trial stopped at its last evaluation has spent its budget: it completes with that evaluation.
+    if callback.is_pruned and model.num_timesteps < settings.n_timesteps:
         raise optuna.TrialPruned(f"pruned at step {model.num_timesteps}")
     return float(callback.last_mean_reward)
-
-
-def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
-    """
-    :param name: one of :data:`SAMPLERS`
-    :param seed: sampler seed
-    :param n_startup_trials: random trials before the model-based samplers start
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            # Multivariate, grouped TPE handles the conditional dimensions; the constant liar keeps
-            # parallel workers from sampling the same point.
-            return optuna.samplers.TPESampler(
-                n_startup_trials=n_startup_trials, seed=seed, multivariate=True, group=True, constant_liar=True
-            )
-        if name == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False)
-    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def make_pruner(name: str, n_startup_trials: int, n_timesteps: int) -> optuna.pruners.BasePruner:
@@ -242,12 +230,18 @@ def make_pruner(name: str, n_startup_trials: int, n_timesteps: int) -> optuna.pr
     return optuna.pruners.NopPruner()
 
 
-def load_study(settings: TuningSettings, worker: int = 0) -> optuna.Study:
-    """Create the study in its storage, or load it: every worker calls this with the same settings."""
+def load_study(settings: TuningSettings) -> optuna.Study:
+    """
+    Create the study in its storage, or load it: every worker calls this with the same settings. The sampler
+    is seeded per trial (see :mod:`~sb3_ddpg_ext.experiments.samplers`), so workers started with the same seed,
+    here or on other machines, and resumed commands draw distinct configurations.
+    """
     return optuna.create_study(
         study_name=settings.resolved_study_name,
         storage=make_storage(settings.resolved_storage, settings.heartbeat_interval, settings.grace_period),
-        sampler=make_sampler(settings.sampler, settings.seed + worker, settings.n_startup_trials),
+        sampler=TrialSeededSampler(
+            functools.partial(make_sampler, settings.sampler, n_startup_trials=settings.n_startup_trials), settings.seed
+        ),
         pruner=make_pruner(settings.pruner, settings.n_startup_trials, settings.n_timesteps),
         direction="maximize",
         load_if_exists=True,
@@ -271,10 +265,10 @@ def _trials_left(study: optuna.Study, n_trials: int) -> int:
     return n_trials - done - running
 
 
-def run_worker(settings: TuningSettings, worker: int = 0) -> None:
+def run_worker(settings: TuningSettings) -> None:
     """Draw and run trials of the shared study until it holds ``settings.n_trials`` finished ones."""
     th.set_num_threads(settings.torch_threads)
-    study = load_study(settings, worker)
+    study = load_study(settings)
     space = settings.space()
 
     def stop_when_budget_spent(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
@@ -303,10 +297,10 @@ def tune(settings: TuningSettings) -> optuna.Study:
     # Created here first: a bad storage fails once, clearly, and workers never race to create the study.
     load_study(settings)
     if settings.n_jobs == 1:
-        run_worker(settings, 0)
+        run_worker(settings)
     else:
         context = multiprocessing.get_context("spawn")
-        workers = [context.Process(target=run_worker, args=(settings, index)) for index in range(settings.n_jobs)]
+        workers = [context.Process(target=run_worker, args=(settings,)) for _ in range(settings.n_jobs)]
         for process in workers:
             process.start()
         for process in workers:
