@@ -14,6 +14,22 @@ from typing import Any
 
 from sb3_ddpg_ext.common.buffers import PrioritizedReplayBuffer
 
+# CrossQ (Bhatt et al. 2024) on DDPG: BatchRenorm, no target networks, twin critics, actor updated
+# every 3 critic updates, Adam with beta1 = 0.5. Critics are 256-256, not the paper's 2048 (sb3-contrib:
+# 1024): wide critics cost about 10x more per step on a CPU; pass
+# policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[1024, 1024])) for sb3-contrib's sizes.
+_CROSSQ: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "batch_size": 256,
+    "policy_delay": 3,
+    "policy_kwargs": {
+        "net_arch": [256, 256],
+        "n_critics": 2,
+        "batch_norm": True,
+        "optimizer_kwargs": {"betas": (0.5, 0.999)},
+    },
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # SB3's DDPG: Lillicrap et al. 2016 with SB3's defaults (400-300 networks, one critic, lr 1e-3).
     "ddpg": {},
@@ -39,21 +55,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "replay_buffer_kwargs": {"alpha": 0.6, "beta": 0.4},
         "policy_kwargs": {"net_arch": [400, 300], "critic": "categorical", "n_atoms": 51, "v_min": -150.0, "v_max": 150.0},
     },
-    # CrossQ (Bhatt et al. 2024) on DDPG: BatchRenorm, no target networks, twin critics, actor updated
-    # every 3 critic updates, Adam with beta1 = 0.5. Critics are 256-256, not the paper's 2048 (sb3-contrib:
-    # 1024): wide critics cost about 10x more per step on a CPU; pass
-    # policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[1024, 1024])) for sb3-contrib's sizes.
-    "crossq": {
-        "learning_rate": 1e-3,
-        "batch_size": 256,
-        "policy_delay": 3,
-        "policy_kwargs": {
-            "net_arch": [256, 256],
-            "n_critics": 2,
-            "batch_norm": True,
-            "optimizer_kwargs": {"betas": (0.5, 0.999)},
-        },
-    },
+    # CrossQ (above).
+    "crossq": _CROSSQ,
+    # What this project recommends: CrossQ's critics (BatchRenorm, no target networks) with 3-step returns.
+    # Chosen from evidence (benchmarks/results/learning.md, README "Learning"): CrossQ-style critics were the
+    # fastest learners of every preset and variant on Pendulum-v1 and InvertedPendulum-v5 (3 seeds, 20k steps),
+    # and every tuned entry in hyperparams/ddpg_ext.yml (3 tasks, searched over all extensions) chose
+    # multi-step returns (3-5) with normalised critics. Same as the benchmark's `crossq-n3` variant (tested).
+    "ext": {**copy.deepcopy(_CROSSQ), "n_steps": 3},
 }
 
 

@@ -7,6 +7,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic
+from sb3_ddpg_ext.experiments.benchmark import ddpg_ext_kwargs
 from sb3_ddpg_ext.presets import PRESETS, preset
 
 # Small networks so that every preset runs in seconds; everything else is the preset's.
@@ -42,11 +43,18 @@ def test_presets_are_what_they_say():
     assert d4pg.replay_buffer.n_steps == 5
     crossq = DDPGExt("MlpPolicy", "Pendulum-v1", **PRESETS["crossq"])
     assert crossq.critic_target is None and crossq.actor.optimizer.defaults["betas"] == (0.5, 0.999)
+    ext = DDPGExt("MlpPolicy", "Pendulum-v1", **PRESETS["ext"])
+    assert ext.critic_target is None and ext.replay_buffer.n_steps == 3
+
+
+def test_ext_is_the_benchmarked_variant_it_was_chosen_from():
+    # The evidence for `ext` comes from the benchmark's `crossq-n3` runs: they must be the same agent.
+    assert PRESETS["ext"] == ddpg_ext_kwargs("crossq-n3")
 
 
 def test_preset_copies_and_merges_policy_kwargs():
     kwargs = preset("td3", policy_kwargs={"net_arch": [8]}, learning_rate=1e-3)
     assert kwargs["policy_kwargs"] == {"net_arch": [8], "n_critics": 2} and kwargs["learning_rate"] == 1e-3
     assert PRESETS["td3"]["policy_kwargs"]["net_arch"] == [256, 256]
-    with pytest.raises(ValueError, match=r"unknown preset 'sac'; presets are \['crossq', 'd4pg', 'ddpg', 'td3'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'sac'; presets are \['crossq', 'd4pg', 'ddpg', 'ext', 'td3'\]"):
         preset("sac")
