@@ -46,7 +46,7 @@ DDPG_EXT_PREFIX = "ddpg-ext-"
 # Variants of the presets that the grid can run beside them: candidates and ablations, each one switch away
 # from its preset (``policy_kwargs`` are merged key by key, as in :func:`~sb3_ddpg_ext.presets.preset`).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    # CrossQ with sb3-contrib's wide critics (1024-1024): about 10x the cost per step of the preset on a CPU.
+    # CrossQ with sb3-contrib's wide critics (1024-1024): about 6x the time per update of the preset on a CPU.
     "crossq-wide": ("crossq", {"policy_kwargs": {"net_arch": {"pi": [256, 256], "qf": [1024, 1024]}}}),
     "crossq-n3": ("crossq", {"n_steps": 3}),
     "td3-n3": ("td3", {"n_steps": 3}),
