@@ -49,6 +49,7 @@ def test_cli_runs_a_two_trial_study_and_writes_entry_csv_and_plots(tmp_path, mon
     assert "best trial #" in out
     output = tmp_path / "logs" / "tuning" / "ddpg_ext-Pendulum-v1.yml"
     assert output.read_text().startswith("# sb3-ddpg-ext tuning result for study 'ddpg_ext-Pendulum-v1'")
+    assert "# budget: trials of 300 steps (2 complete), 2 evaluations of 1 episodes each" in output.read_text()
     config = load_entry("Pendulum-v1", output)
     assert config.n_timesteps == 300 and config.model_kwargs["batch_size"] in (32, 64)
     build_model(config, seed=0)

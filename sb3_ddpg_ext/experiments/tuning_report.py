@@ -54,11 +54,12 @@ def write_best_entry(study: optuna.Study, settings: TuningSettings, path: pathli
     if best is None:
         return False
     origin = provenance()
-    n_finished = sum(trial.state.is_finished() for trial in study.get_trials(deepcopy=False))
+    states = Counter(trial.state.name.lower() for trial in study.get_trials(deepcopy=False) if trial.state.is_finished())
     header = [
         f"{OUTPUT_MARKER} for study {study.study_name!r}",
         f"# command: {origin['command']}",
-        f"# budget: {n_finished} finished trials of {settings.n_timesteps} steps, {settings.n_evaluations} evaluations "
+        f"# budget: trials of {settings.n_timesteps} steps ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}), "
+        f"{settings.n_evaluations} evaluations "
         f"of {settings.n_eval_episodes} episodes each; sampler {settings.sampler}, pruner {settings.pruner}",
         f"# best: trial #{best.number}, last evaluation mean return {best.value:.2f} (seed {settings.seed + best.number})",
         f"# git commit {origin['git commit']}, {origin['date']}, {origin['machine']}",
