@@ -199,21 +199,24 @@ def _train_and_evaluate(trial: optuna.Trial, settings: TuningSettings, space: Se
     try:
         model.learn(settings.n_timesteps, callback=callback)
     except NonFinitePriorityError as error:
-        reason = f"diverged: {error} at step {model.num_timesteps}"
-        trial.set_user_attr(FAILURE_ATTR, reason)
-        raise optuna.TrialPruned(reason) from error
+        raise _diverged(trial, f"{error} at step {model.num_timesteps}") from error
     finally:
         eval_env.close()
         if model.env is not None:
             model.env.close()
     if callback.diverged:
-        reason = f"diverged: evaluation return {callback.last_mean_reward} at step {model.num_timesteps}"
-        trial.set_user_attr(FAILURE_ATTR, reason)
-        raise optuna.TrialPruned(reason)
+        raise _diverged(trial, f"evaluation return {callback.last_mean_reward} at step {model.num_timesteps}")
     # A trial stopped at its last evaluation has spent its budget: it completes with that evaluation.
     if callback.is_pruned and model.num_timesteps < settings.n_timesteps:
         raise optuna.TrialPruned(f"pruned at step {model.num_timesteps}")
     return float(callback.last_mean_reward)
+
+
+def _diverged(trial: optuna.Trial, detail: str) -> optuna.TrialPruned:
+    """Record why the trial diverged; the returned exception prunes it."""
+    reason = f"diverged: {detail}"
+    trial.set_user_attr(FAILURE_ATTR, reason)
+    return optuna.TrialPruned(reason)
 
 
 def make_pruner(name: str, n_startup_trials: int, n_timesteps: int) -> optuna.pruners.BasePruner:
