@@ -75,3 +75,18 @@ def test_cli_report_writes_markdown_with_provenance_and_plots(tmp_path, capsys):
     text = output.read_text()
     assert "![Pendulum-v1 learning curves](Pendulum-v1.png)" in text and "- git commit:" in text
     assert (output.parent / "Pendulum-v1.png").is_file()
+
+
+def test_aggregate_sb3_rows_take_rl_zoo_runs_where_the_task_has_them_and_defaults_elsewhere(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        _write_run(runs, "Pendulum-v1", "sb3-ddpg", seed, [-1000.0])  # defaults: not used, a zoo run exists
+        _write_run(runs, "Pendulum-v1", "sb3-ddpg-zoo", seed, [-200.0])
+        _write_run(runs, "InvertedPendulum-v5", "sb3-ddpg", seed, [950.0])
+        _write_run(runs, "InvertedPendulum-v5", "sb3-td3", seed, [950.0])  # sb3-td3 has no Pendulum run
+    text = "\n".join(report(runs))
+    # Both picked runs sit at their task's threshold: normalised score exactly 1.
+    assert "| sb3-ddpg (RL Zoo where tuned) | 2 | 4 | 1.00 [1.00, 1.00] |" in text
+    assert "sb3-td3 (RL Zoo where tuned)" not in text
+    assert "Left out (not run on all of these tasks): sb3-ddpg-zoo, sb3-td3." in text
+    assert "| sb3-ddpg | 2 | 4 |" in text  # the defaults ran on both tasks: their own row

@@ -127,37 +127,67 @@ def _time_to_threshold(runs: list[Run], threshold: float | None) -> tuple[str, s
     return f"{steps:.0f} ({len(reached)}/{len(runs)})", f"{seconds:.0f}"
 
 
+# The SB3 agent a user would otherwise pick on a task: RL Zoo's tuned one where RL Zoo has the task, else SB3's
+# defaults. The aggregate has a row for each, so that tasks with and without RL Zoo entries pool together.
+SB3_AS_USERS_RUN_IT: dict[str, tuple[str, ...]] = {
+    "sb3-ddpg (RL Zoo where tuned)": ("sb3-ddpg-zoo", "sb3-ddpg"),
+    "sb3-td3 (RL Zoo where tuned)": ("sb3-td3-zoo", "sb3-td3"),
+}
+
+LEGEND = [
+    "Algorithms: `sb3-ddpg` / `sb3-td3` are SB3's DDPG / TD3 with SB3's defaults (400-300 networks) and the task's",
+    "random steps and Gaussian action noise (`sb3_ddpg_ext/experiments/tasks.py`); `sb3-ddpg-zoo` / `sb3-td3-zoo` are",
+    "the same agents with RL Zoo's tuned hyperparameters for the task (`sb3_ddpg_ext/experiments/rl_zoo.yml`);",
+    "`ddpg-ext-<name>` is DDPGExt with a preset (`sb3_ddpg_ext/presets.py`) or a variant one switch away from it",
+    "(`VARIANTS` in `sb3_ddpg_ext/experiments/benchmark.py`). Returns: deterministic policy, separate evaluation",
+    "environment, mean over the evaluation episodes; training seconds exclude evaluations.",
+]
+
+
 def aggregate_table(runs: dict[str, dict[str, list[Run]]]) -> list[str]:
     """
     Markdown table across the tasks that have a threshold and a random score: IQM of the normalised final
     scores and of the normalised learning-curve means (how fast it learns) of all runs of an algorithm, and the
-    mean of the final scores, each with a bootstrap CI that resamples seeds within each task.
+    mean of the final scores, each with a bootstrap CI that resamples seeds within each task. Besides the
+    algorithms run on every task, one row per entry of :data:`SB3_AS_USERS_RUN_IT`.
     """
     tasks = [env_id for env_id in sorted(runs) if _has_reference(env_id)]
-    # Only algorithms run on every one of these tasks: a partial average would not compare.
-    algorithms = sorted(set.intersection(*(set(runs[env_id]) for env_id in tasks))) if tasks else []
-    left_out = sorted({algorithm for env_id in runs for algorithm in runs[env_id]} - set(algorithms))
+    by_algorithm = _runs_on_every_task({env_id: runs[env_id] for env_id in tasks})
+    left_out = sorted({algorithm for env_id in tasks for algorithm in runs[env_id]} - set(by_algorithm))
     lines = [
         f"Tasks: {', '.join(tasks) or 'none'}. Normalised score: 0 = uniformly random actions, 1 = the task's threshold. "
         "Curve: the mean over all evaluations of a run (area under its learning curve), normalised the same way.",
+        "Rows `(RL Zoo where tuned)`: the `-zoo` runs on tasks RL Zoo has tuned, SB3's defaults on the others.",
         f"Left out (not run on all of these tasks): {', '.join(left_out) or 'none'}.",
         "",
         "| algorithm | tasks | runs | final score, IQM [95% CI] | final score, mean [95% CI] | curve, IQM [95% CI] |",
         "|---|---|---|---|---|---|",
     ]
     mean = lambda values: values.mean(axis=-1)  # noqa: E731
-    for algorithm in algorithms:
-        finals = _normalised_scores(runs, tasks, algorithm, lambda run: run.final_return)
-        curves = _normalised_scores(runs, tasks, algorithm, lambda run: run.curve_mean)
+    for algorithm, runs_by_task in by_algorithm.items():
+        finals = _normalised_scores(runs_by_task, lambda run: run.final_return)
+        curves = _normalised_scores(runs_by_task, lambda run: run.curve_mean)
         cells = [_with_ci(finals, iqm), _with_ci(finals, mean), _with_ci(curves, iqm)]
         lines.append(f"| {algorithm} | {len(tasks)} | {sum(map(len, finals))} | {' | '.join(cells)} |")
     return lines
 
 
-def _normalised_scores(
-    runs: dict[str, dict[str, list[Run]]], tasks: list[str], algorithm: str, score: Callable[[Run], float]
-) -> list[np.ndarray]:
-    return [normalised(np.array([score(run) for run in runs[env_id][algorithm]]), TASKS[env_id]) for env_id in tasks]
+def _runs_on_every_task(runs: dict[str, dict[str, list[Run]]]) -> dict[str, dict[str, list[Run]]]:
+    """Algorithm -> task -> runs, for the algorithms (and SB3 rows) that have runs on every task of ``runs``."""
+    if not runs:
+        return {}
+    # A partial average would not compare: only algorithms run on every task.
+    common = set.intersection(*(set(runs_by_algorithm) for runs_by_algorithm in runs.values()))
+    by_algorithm = {algorithm: {env_id: runs[env_id][algorithm] for env_id in runs} for algorithm in sorted(common)}
+    for row, choices in SB3_AS_USERS_RUN_IT.items():
+        picked = {env_id: next((name for name in choices if name in runs[env_id]), None) for env_id in runs}
+        if all(picked.values()):
+            by_algorithm[row] = {env_id: runs[env_id][name] for env_id, name in picked.items() if name is not None}
+    return by_algorithm
+
+
+def _normalised_scores(runs_by_task: dict[str, list[Run]], score: Callable[[Run], float]) -> list[np.ndarray]:
+    return [normalised(np.array([score(run) for run in runs]), TASKS[env_id]) for env_id, runs in runs_by_task.items()]
 
 
 def _with_ci(scores: list[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray]) -> str:
@@ -224,7 +254,7 @@ def report(root: pathlib.Path, plots: pathlib.Path | None = None, markdown_dir: 
     :param markdown_dir: where the markdown will be written, for relative links to the plots (default: ``plots``)
     """
     runs = read_runs(root)
-    lines = [f"Runs under `{root}`: one CSV (evaluations) and one JSON (settings, provenance) per run.", ""]
+    lines = [f"Runs under `{root}`: one CSV (evaluations) and one JSON (settings, provenance) per run.", "", *LEGEND, ""]
     for env_id, runs_by_algorithm in runs.items():
         lines += [f"## {env_id}", "", *task_table(env_id, runs_by_algorithm), ""]
         if plots is not None:
