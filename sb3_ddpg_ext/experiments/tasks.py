@@ -30,9 +30,7 @@ TASKS: dict[str, Task] = {
     # Reward 1 per step alive: Q-values lie in [0, 1 / (1 - gamma)] = [0, 100].
     "InvertedPendulum-v5": Task(learning_starts=1_000, support=(0.0, 100.0), threshold=950.0, random_score=4.5),
     "InvertedDoublePendulum-v5": Task(learning_starts=10_000, support=(0.0, 1000.0), threshold=9100.0, random_score=52.4),
-    "HalfCheetah-v5": Task(
-        learning_starts=10_000, support=(-100.0, 1500.0), threshold=4800.0, random_score=-260.8
-    ),
+    "HalfCheetah-v5": Task(learning_starts=10_000, support=(-100.0, 1500.0), threshold=4800.0, random_score=-260.8),
     "Hopper-v5": Task(learning_starts=10_000, support=(0.0, 400.0), threshold=3800.0, random_score=24.8),
     "Walker2d-v5": Task(learning_starts=10_000, support=(0.0, 500.0), random_score=2.2),
     "Ant-v5": Task(learning_starts=10_000, support=(-100.0, 800.0), threshold=6000.0, random_score=-19.5),
