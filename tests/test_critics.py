@@ -120,8 +120,8 @@ def test_actor_and_targets_are_updated_once_every_policy_delay_critic_updates(po
 
         return counted
 
-    model.critic.optimizer.step = counting("critic", model.critic.optimizer.step)
-    model.actor.optimizer.step = counting("actor", model.actor.optimizer.step)
+    model._update_critic = counting("critic", model._update_critic)
+    model._update_actor = counting("actor", model._update_actor)
     model._update_target_networks = counting("targets", model._update_target_networks)
     model.learn(200)
     assert counts["critic"] == model._n_updates == 150

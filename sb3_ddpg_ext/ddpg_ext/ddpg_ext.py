@@ -29,6 +29,7 @@ from sb3_ddpg_ext.common.validation import (
 )
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
+from sb3_ddpg_ext.ddpg_ext.lean_update import LeanUpdate
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
 
 SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
@@ -87,6 +88,11 @@ class DDPGExt(OffPolicyAlgorithm):
     :param target_noise_clip: absolute limit of that noise (clipping only when > 0)
     :param param_noise: adaptive parameter-space noise (Plappert et al. 2018): collect with a perturbed copy
         of the actor, re-perturbed at each episode end (alone or together with ``action_noise``)
+    :param lean_update: compute the gradients of plain networks by hand instead of with autograd: the same
+        update, with less work (see :class:`~sb3_ddpg_ext.ddpg_ext.lean_update.LeanUpdate`). Policies it
+        cannot run (normalisation layers, categorical critics, activations other than ReLU, features
+        extractors other than flattening, no target networks) use autograd whatever this says; False
+        forces autograd.
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -111,6 +117,7 @@ class DDPGExt(OffPolicyAlgorithm):
         "_target_params",
         "_online_running_stats",
         "_target_running_stats",
+        "_lean",
     )
 
     _perturbed_at_episode = -1
@@ -143,6 +150,7 @@ class DDPGExt(OffPolicyAlgorithm):
         target_policy_noise: float = 0.0,
         target_noise_clip: float = 0.0,
         param_noise: AdaptiveParamNoise | None = None,
+        lean_update: bool = True,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -186,6 +194,7 @@ class DDPGExt(OffPolicyAlgorithm):
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
         self.param_noise = param_noise
+        self.lean_update = lean_update
         self._check_arguments()
 
         if _init_setup_model:
@@ -219,6 +228,8 @@ class DDPGExt(OffPolicyAlgorithm):
             raise TypeError(f"`action_noise` must be None or an ActionNoise instance, got {self.action_noise!r}")
         if self.param_noise is not None and not isinstance(self.param_noise, AdaptiveParamNoise):
             raise TypeError(f"`param_noise` must be None or an AdaptiveParamNoise instance, got {self.param_noise!r}")
+        if not isinstance(self.lean_update, bool):
+            raise TypeError(f"`lean_update` must be a bool, got {self.lean_update!r}")
         check_known_keys(
             "policy_kwargs",
             self.policy_kwargs,
@@ -306,6 +317,7 @@ class DDPGExt(OffPolicyAlgorithm):
                 self._target_params += target.parameters()
                 self._online_running_stats += get_parameters_by_name(online, ["running_"])
                 self._target_running_stats += get_parameters_by_name(target, ["running_"])
+        self._lean: LeanUpdate | None = LeanUpdate.build(self.policy) if self.lean_update else None
 
     # ------------------------------------------------------------------ the update
 
@@ -323,21 +335,14 @@ class DDPGExt(OffPolicyAlgorithm):
             self._n_updates += 1
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
-            outputs, next_outputs = self._critic_outputs(batch)
-            target = self._td_target(batch, next_outputs)
-            critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
-            self._optimize(self.critic.optimizer, critic_loss)
+            critic_loss, priorities, current_q = self._update_critic(batch)
             if prioritized is not None:
                 prioritized.update_priorities(batch.indices, priorities)  # type: ignore[attr-defined]
                 stats["is_weight_mean"].append(batch.weights.mean())  # type: ignore[attr-defined]
 
             if self._n_updates % self.policy_delay == 0:
-                actor_loss = self._actor_loss(batch.observations)
-                # Gradients for the actor's parameters only: the critic's weight gradients would be
-                # computed through the actor loss and thrown away (one large matmul per critic layer).
-                self._optimize(self.actor.optimizer, actor_loss, inputs=self._actor_params)
+                stats["actor_loss"].append(self._update_actor(batch.observations))
                 self._update_target_networks()
-                stats["actor_loss"].append(actor_loss.detach())
             if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
                 self.param_noise.adapt(self.actor, batch.observations)
 
@@ -348,6 +353,42 @@ class DDPGExt(OffPolicyAlgorithm):
             stats["q_mean"].append(current_q.mean())
 
         self._record_train_stats(stats, prioritized)
+
+    def _update_critic(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """One optimizer step of the critics on :meth:`_critic_loss`; returns what that returns."""
+        if self._lean is not None:
+            return self._update_critic_lean(batch)
+        outputs, next_outputs = self._critic_outputs(batch)
+        target = self._td_target(batch, next_outputs)
+        critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
+        self._optimize(self.critic.optimizer, critic_loss)
+        return critic_loss, priorities, current_q
+
+    @th.no_grad()
+    def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The same step with the lean update's passes and the gradient of the plain critic loss written out."""
+        assert self._lean is not None
+        outputs, activations = self._lean.critic_outputs(batch.observations, batch.actions)
+        next_outputs = self._lean.target_outputs(batch.next_observations, self._smooth_target_actions)
+        target = self._td_target(batch, next_outputs)
+        critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
+        # d/dQ_k of mean_i w_i sum_k (Q_ik - y_i)^2 (w = 1 without prioritization).
+        output_gradients = (current_q - target) * (2.0 / current_q.shape[0])
+        weights = getattr(batch, "weights", None)
+        if weights is not None:
+            output_gradients *= weights.view(-1, 1)
+        self._lean.step_critics(activations, output_gradients)
+        return critic_loss, priorities, current_q
+
+    def _update_actor(self, observations: PyTorchObs) -> th.Tensor:
+        """One optimizer step of the actor on :meth:`_actor_loss`; returns the loss."""
+        if self._lean is not None:
+            return self._lean.step_actor(observations)
+        actor_loss = self._actor_loss(observations)
+        # Gradients for the actor's parameters only: the critic's weight gradients would be
+        # computed through the actor loss and thrown away (one large matmul per critic layer).
+        self._optimize(self.actor.optimizer, actor_loss, inputs=self._actor_params)
+        return actor_loss.detach()
 
     def _critic_outputs(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -377,6 +418,10 @@ class DDPGExt(OffPolicyAlgorithm):
         else:
             with evaluation_mode(self.actor):  # CrossQ: the actor itself, its statistics left as they are
                 actions = self.actor(next_observations)
+        return self._smooth_target_actions(actions)
+
+    def _smooth_target_actions(self, actions: th.Tensor) -> th.Tensor:
+        """TD3's target policy smoothing: clipped Gaussian noise on the target actions (when switched on)."""
         if self.target_policy_noise > 0:
             noise = th.randn_like(actions) * self.target_policy_noise
             if self.target_noise_clip > 0:

@@ -1,0 +1,85 @@
+"""One optimizer step on gradients held in tensors of our own, with Adam's fused kernel called directly."""
+
+import torch as th
+
+
+class OptimizerStep:
+    """
+    Apply ``optimizer`` to ``gradients`` (one tensor per parameter, in the optimizer's order).
+
+    For ``Adam``/``AdamW`` with ``fused=True`` (DDPGExt's default) the step calls the fused kernel on
+    lists resolved once: the same kernel and arguments as ``optimizer.step()``, without its per-call
+    Python (about 0.3 ms per step, 3% of a 400-300 update on this CPU). Its state (moments and step
+    counts) stays in ``optimizer.state``, so saving, loading and a later ``optimizer.step()`` see it. Any
+    other optimizer, or a fused Adam before its state exists, runs ``optimizer.step()`` itself.
+
+    :param optimizer: the optimizer, with one parameter group
+    :param parameters: its parameters
+    :param gradients: their gradients, updated in place before each :meth:`step`
+    """
+
+    def __init__(self, optimizer: th.optim.Optimizer, parameters: list[th.Tensor], gradients: list[th.Tensor]):
+        if [id(tensor) for tensor in optimizer.param_groups[0]["params"]] != [id(tensor) for tensor in parameters]:
+            raise ValueError("`parameters` must be the optimizer's single parameter group, in its order")
+        self.optimizer = optimizer
+        self.parameters = parameters
+        self.gradients = gradients
+        self._states: list[list[th.Tensor]] | None = None
+
+    @property
+    def direct(self) -> bool:
+        """Whether the fused kernel can be called directly (an exact Adam/AdamW with ``fused=True``)."""
+        group = self.optimizer.param_groups[0]
+        return (
+            type(self.optimizer) in (th.optim.Adam, th.optim.AdamW)
+            and len(self.optimizer.param_groups) == 1
+            and bool(group.get("fused"))
+            and not group["capturable"]
+            and not group["differentiable"]
+            and hasattr(th, "_fused_adam_")
+        )
+
+    def step(self) -> None:
+        if self._states is None or not self._states_current():
+            self._step_through_optimizer()
+            return
+        group = self.optimizer.param_groups[0]
+        exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = self._states
+        th._foreach_add_(steps, 1)
+        kernel = th._fused_adamw_ if group.get("decoupled_weight_decay", False) else th._fused_adam_
+        kernel(
+            self.parameters,
+            self.gradients,
+            exp_avgs,
+            exp_avg_sqs,
+            max_exp_avg_sqs,
+            steps,
+            amsgrad=group["amsgrad"],
+            lr=group["lr"],
+            beta1=float(group["betas"][0]),
+            beta2=float(group["betas"][1]),
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+            grad_scale=None,
+            found_inf=None,
+        )
+
+    def _step_through_optimizer(self) -> None:
+        for parameter, gradient in zip(self.parameters, self.gradients, strict=True):
+            parameter.grad = gradient
+        self.optimizer.step()
+        if self.direct:
+            state = [self.optimizer.state[parameter] for parameter in self.parameters]
+            amsgrad = self.optimizer.param_groups[0]["amsgrad"]
+            self._states = [
+                [entry["exp_avg"] for entry in state],
+                [entry["exp_avg_sq"] for entry in state],
+                [entry["max_exp_avg_sq"] for entry in state] if amsgrad else [],
+                [entry["step"] for entry in state],
+            ]
+
+    def _states_current(self) -> bool:
+        # load_state_dict (e.g. when a saved model is loaded) replaces the state tensors.
+        assert self._states is not None
+        return self.optimizer.state.get(self.parameters[0], {}).get("exp_avg") is self._states[0][0]

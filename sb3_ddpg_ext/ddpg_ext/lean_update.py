@@ -1,0 +1,118 @@
+"""The networks' side of DDPGExt's update for plain ReLU MLPs: forward passes and steps without autograd."""
+
+from collections.abc import Callable
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs
+
+from sb3_ddpg_ext.common.lean_mlp import LeanMLP
+from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
+from sb3_ddpg_ext.ddpg_ext.critics import Critic
+from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
+
+
+class LeanUpdate:
+    """
+    Forward passes and optimizer steps of DDPG/TD3's critic and actor updates, with gradients derived by hand
+    (:class:`~sb3_ddpg_ext.common.lean_mlp.LeanMLP`) instead of autograd. The algorithm keeps the maths
+    that is not about the networks (targets, losses, priorities); this class does the passes, which are
+    where an update spends its time: no graph is recorded, no gradient is zeroed or accumulated, the
+    critic's parameter gradients are never formed in the actor update, and Adam's fused kernel is called
+    without the optimizer's per-call Python.
+
+    Built by :meth:`build` for the networks SB3 builds by default (flattened Box observations, ReLU MLPs,
+    scalar critics, target networks); other policies take the autograd path.
+    """
+
+    def __init__(self, policy: DDPGExtPolicy):
+        assert policy.actor_target is not None and policy.critic_target is not None
+        self.actor = LeanMLP(policy.actor.mu)
+        self.actor_target = LeanMLP(policy.actor_target.mu)
+        self.critics = [LeanMLP(network) for network in policy.critic.q_networks]
+        self.critic_targets = [LeanMLP(network) for network in policy.critic_target.q_networks]
+        self.action_columns = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
+        self.critic_step = OptimizerStep(
+            policy.critic.optimizer,
+            [tensor for critic in self.critics for tensor in critic.parameters],
+            [tensor for critic in self.critics for tensor in critic.gradients],
+        )
+        self.actor_step = OptimizerStep(policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
+
+    @classmethod
+    def build(cls, policy: DDPGExtPolicy) -> "LeanUpdate | None":
+        """A lean update for ``policy``, or None when its networks need autograd (see the class docstring)."""
+        observation_space = policy.observation_space
+        actor, critic = policy.actor, policy.critic
+        networks = [actor.mu, *getattr(critic, "q_networks", [])]
+        if policy.actor_target is not None and policy.critic_target is not None:
+            networks += [policy.actor_target.mu, *policy.critic_target.q_networks]
+        plain = (
+            isinstance(observation_space, spaces.Box)
+            and not is_image_space(observation_space)
+            and policy.actor_target is not None
+            and type(critic) in (Critic, ContinuousCritic)
+            and all(type(extractor) is FlattenExtractor for extractor in (actor.features_extractor, critic.features_extractor))
+            and all(LeanMLP.supports(network) for network in networks)
+        )
+        return cls(policy) if plain else None
+
+    @staticmethod
+    def _features(observations: PyTorchObs) -> th.Tensor:
+        # FlattenExtractor on a non-image Box space: preprocessing is a cast to float.
+        assert isinstance(observations, th.Tensor)
+        return observations.flatten(1).float()
+
+    @th.no_grad()
+    def target_outputs(self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor]) -> th.Tensor:
+        """The target critics' outputs for ``(s', smooth(mu'(s')))``, shape ``(batch, n_critics, 1)``."""
+        features = self._features(next_observations)
+        next_actions = smooth(self.actor_target.forward(features)[0])
+        inputs = th.cat([features, next_actions], dim=1)
+        return th.stack([critic.forward(inputs)[0] for critic in self.critic_targets], dim=1)
+
+    @th.no_grad()
+    def critic_outputs(self, observations: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, list[list[th.Tensor]]]:
+        """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, 1)``, and what their backward passes need."""
+        inputs = th.cat([self._features(observations), actions], dim=1)
+        passes = [critic.forward(inputs, keep_activations=True) for critic in self.critics]
+        return th.stack([outputs for outputs, _ in passes], dim=1), [activations for _, activations in passes]
+
+    @th.no_grad()
+    def step_critics(self, activations: list[list[th.Tensor]], output_gradients: th.Tensor) -> None:
+        """
+        One optimizer step of the critics.
+
+        :param activations: from :meth:`critic_outputs`
+        :param output_gradients: gradient of the critic loss with respect to the outputs, shape ``(batch, n_critics)``
+        """
+        for index, critic in enumerate(self.critics):
+            critic.backward(activations[index], output_gradients[:, index : index + 1])
+        self.critic_step.step()
+
+    @th.no_grad()
+    def step_actor(self, observations: PyTorchObs) -> th.Tensor:
+        """
+        One optimizer step of the actor on the deterministic policy gradient, ``-mean Q_1(s, mu(s))``.
+
+        :return: the actor loss
+        """
+        features = self._features(observations)
+        actions, actor_activations = self.actor.forward(features, keep_activations=True)
+        critic = self.critics[0]
+        q_values, critic_activations = critic.forward(th.cat([features, actions], dim=1), keep_activations=True)
+        batch_size = q_values.shape[0]
+        # d(-mean Q)/dQ is -1/batch for every sample; only the critic's action inputs are differentiated.
+        action_gradients = critic.backward(
+            critic_activations,
+            q_values.new_full(q_values.shape, -1.0 / batch_size),
+            input_columns=self.action_columns,
+            parameter_gradients=False,
+        )
+        assert action_gradients is not None
+        self.actor.backward(actor_activations, action_gradients)
+        self.actor_step.step()
+        return -q_values.mean()
