@@ -31,7 +31,19 @@ class LeanMLP:
         self.gradients: list[th.Tensor] = [th.zeros_like(tensor) for tensor in self.parameters]
         # Bias columns broadcast over the batch in the feature-major layout (views: they follow in-place updates).
         self._column_biases = [layer.bias.detach().unsqueeze(1) for layer in self.linears]
+        # Detached views: no autograd graph is recorded whatever the grad mode, and in-place updates show through.
         self._weights = [layer.weight.detach() for layer in self.linears]
+        self._transposed_weights = [weight.t() for weight in self._weights]
+        # Hidden activations and their gradients, reused by every pass of the same batch size (see forward).
+        self._workspaces: dict[int, tuple[list[th.Tensor], list[th.Tensor]]] = {}
+
+    def _workspace(self, batch_size: int) -> tuple[list[th.Tensor], list[th.Tensor]]:
+        if batch_size not in self._workspaces:
+            weight = self._weights[0]
+            hidden = [weight.new_empty(layer.out_features, batch_size) for layer in self.linears[:-1]]
+            gradients = [weight.new_empty(layer.out_features, batch_size) for layer in self.linears[:-1]]
+            self._workspaces[batch_size] = hidden, gradients
+        return self._workspaces[batch_size]
 
     @staticmethod
     def supports(network: nn.Module) -> bool:
@@ -55,15 +67,18 @@ class LeanMLP:
         :param keep_activations: keep what :meth:`backward` needs (otherwise the returned list is empty)
         :return: the outputs, shape ``(batch, out_features)`` (a transposed view), and the activations
         """
-        hidden = inputs.t()
+        # Contiguous: the first layer's weight gradient x g^T is 3x faster than with a transposed view of x.
+        hidden = inputs.t().contiguous()
         activations = [hidden]
+        workspace, _ = self._workspace(hidden.shape[1])
         last = len(self.linears) - 1
         for index, (weight, bias) in enumerate(zip(self._weights, self._column_biases, strict=True)):
-            hidden = th.addmm(bias, weight, hidden)
             if index < last:
-                hidden.relu_()
-            elif self.squashed:
-                hidden.tanh_()
+                hidden = th.addmm(bias, weight, hidden, out=workspace[index]).relu_()
+            else:
+                hidden = th.addmm(bias, weight, hidden)
+                if self.squashed:
+                    hidden.tanh_()
             if keep_activations:
                 activations.append(hidden)
         return hidden.t(), activations if keep_activations else []
@@ -86,18 +101,19 @@ class LeanMLP:
         :return: that input gradient, shape ``(batch, n_columns)``, or None
         """
         gradient = output_gradients.t()
+        _, workspace = self._workspace(gradient.shape[1])
         if self.squashed:
             outputs = activations[-1]
             gradient = gradient * (1.0 - outputs * outputs)
         for index in range(len(self.linears) - 1, -1, -1):
             layer_input = activations[index]
-            weight = self._weights[index]
             if parameter_gradients:
                 self._parameter_gradients(index, layer_input, gradient)
             if index > 0:
-                gradient = th.ops.aten.threshold_backward(th.mm(weight.t(), gradient), layer_input, 0)
+                gradient = th.mm(self._transposed_weights[index], gradient, out=workspace[index - 1])
+                th.ops.aten.threshold_backward.grad_input(gradient, layer_input, 0, grad_input=gradient)
             elif input_columns is not None:
-                return th.mm(weight[:, input_columns].t(), gradient).t()
+                return th.mm(self._transposed_weights[0][input_columns], gradient).t()
         return None
 
     def _parameter_gradients(self, index: int, layer_input: th.Tensor, gradient: th.Tensor) -> None:

@@ -39,6 +39,7 @@ class OptimizerStep:
             and hasattr(th, "_fused_adam_")
         )
 
+    @th.no_grad()
     def step(self) -> None:
         if self._states is None or not self._states_current():
             self._step_through_optimizer()

@@ -364,7 +364,6 @@ class DDPGExt(OffPolicyAlgorithm):
         self._optimize(self.critic.optimizer, critic_loss)
         return critic_loss, priorities, current_q
 
-    @th.no_grad()
     def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """The same step with the lean update's passes and the gradient of the plain critic loss written out."""
         assert self._lean is not None
@@ -503,7 +502,8 @@ class DDPGExt(OffPolicyAlgorithm):
         # One device sync per statistic and train() call instead of one per gradient step.
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for name, values in stats.items():
-            self.logger.record(f"train/{name}", th.stack(values).mean().item())
+            mean = values[0] if len(values) == 1 else th.stack(values).mean()
+            self.logger.record(f"train/{name}", mean.item())
         if self.param_noise is not None:
             self.logger.record("train/param_noise_std", self.param_noise.std)
             self.logger.record("train/param_noise_distance", self.param_noise.last_distance)

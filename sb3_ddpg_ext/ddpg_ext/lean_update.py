@@ -66,7 +66,6 @@ class LeanUpdate:
         assert isinstance(observations, th.Tensor)
         return observations.flatten(1).float()
 
-    @th.no_grad()
     def target_outputs(self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor]) -> th.Tensor:
         """The target critics' outputs for ``(s', smooth(mu'(s')))``, shape ``(batch, n_critics, 1)``."""
         features = self._features(next_observations)
@@ -74,14 +73,12 @@ class LeanUpdate:
         inputs = th.cat([features, next_actions], dim=1)
         return th.stack([critic.forward(inputs)[0] for critic in self.critic_targets], dim=1)
 
-    @th.no_grad()
     def critic_outputs(self, observations: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, list[list[th.Tensor]]]:
         """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, 1)``, and what their backward passes need."""
         inputs = th.cat([self._features(observations), actions], dim=1)
         passes = [critic.forward(inputs, keep_activations=True) for critic in self.critics]
         return th.stack([outputs for outputs, _ in passes], dim=1), [activations for _, activations in passes]
 
-    @th.no_grad()
     def step_critics(self, activations: list[list[th.Tensor]], output_gradients: th.Tensor) -> None:
         """
         One optimizer step of the critics.
@@ -93,7 +90,6 @@ class LeanUpdate:
             critic.backward(activations[index], output_gradients[:, index : index + 1])
         self.critic_step.step()
 
-    @th.no_grad()
     def step_actor(self, observations: PyTorchObs) -> th.Tensor:
         """
         One optimizer step of the actor on the deterministic policy gradient, ``-mean Q_1(s, mu(s))``.

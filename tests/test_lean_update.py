@@ -1,0 +1,225 @@
+"""The lean update (hand-derived gradients, direct fused Adam) is the autograd update, to float precision."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.torch_layers import create_mlp
+from torch import nn
+
+from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
+from sb3_ddpg_ext.common.lean_mlp import LeanMLP
+from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
+
+FAST = dict(learning_starts=100, batch_size=32, buffer_size=2_000, seed=4)
+
+
+def _mlp(squash: bool, sizes=(5, [16, 12], 3)) -> nn.Sequential:
+    th.manual_seed(0)
+    return nn.Sequential(*create_mlp(sizes[0], sizes[2], sizes[1], squash_output=squash))
+
+
+@pytest.mark.parametrize("squash", [False, True])
+def test_forward_and_gradients_equal_autograd(squash):
+    network = _mlp(squash)
+    lean = LeanMLP(network)
+    inputs = th.randn(9, 5, requires_grad=True)
+    output_gradients = th.randn(9, 3)
+
+    expected = network(inputs)
+    expected.backward(output_gradients)
+    outputs, activations = lean.forward(inputs.detach(), keep_activations=True)
+    input_gradients = lean.backward(activations, output_gradients, input_columns=slice(2, None))
+
+    th.testing.assert_close(outputs, expected.detach())
+    for gradient, parameter in zip(lean.gradients, network.parameters(), strict=True):
+        th.testing.assert_close(gradient, parameter.grad)
+    assert inputs.grad is not None
+    th.testing.assert_close(input_gradients, inputs.grad[:, 2:])
+
+
+def test_input_gradients_alone_leave_the_parameter_gradients_untouched():
+    lean = LeanMLP(_mlp(squash=False))
+    _, activations = lean.forward(th.randn(4, 5), keep_activations=True)
+    before = [gradient.clone() for gradient in lean.gradients]
+    input_gradients = lean.backward(activations, th.randn(4, 3), input_columns=slice(0, 5), parameter_gradients=False)
+    assert input_gradients is not None and input_gradients.shape == (4, 5)
+    assert all(th.equal(gradient, old) for gradient, old in zip(lean.gradients, before, strict=True))
+
+
+def test_forward_follows_in_place_parameter_updates():
+    network = _mlp(squash=True)
+    lean = LeanMLP(network)
+    with th.no_grad():
+        for parameter in network.parameters():
+            parameter.mul_(0.5)
+    inputs = th.randn(3, 5)
+    th.testing.assert_close(lean.forward(inputs)[0], network(inputs).detach())
+
+
+@pytest.mark.parametrize(
+    "network",
+    [
+        nn.Sequential(*create_mlp(4, 1, [8], activation_fn=nn.Tanh)),
+        nn.Sequential(*create_mlp(4, 1, [8], post_linear_modules=[nn.LayerNorm])),
+        nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 1)),
+        nn.Sequential(nn.Linear(4, 8), nn.ReLU()),
+        nn.Linear(4, 1),
+    ],
+)
+def test_networks_that_need_autograd_are_refused(network):
+    assert not LeanMLP.supports(network)
+    with pytest.raises(ValueError, match="Linear/ReLU"):
+        LeanMLP(network)
+
+
+@pytest.mark.parametrize(
+    "optimizer_class,kwargs",
+    [
+        (th.optim.Adam, dict(fused=True)),
+        (th.optim.Adam, dict(fused=True, amsgrad=True, weight_decay=0.01)),
+        (th.optim.AdamW, dict(fused=True, weight_decay=0.1)),
+        (th.optim.SGD, dict(momentum=0.9)),
+    ],
+)
+def test_optimizer_step_equals_optimizer_step_and_survives_a_state_reload(optimizer_class, kwargs):
+    def build():
+        network = _mlp(squash=False)
+        return network, optimizer_class(network.parameters(), lr=1e-2, **kwargs)
+
+    network, optimizer = build()
+    reference, reference_optimizer = build()
+    parameters = list(network.parameters())
+    gradients = [th.zeros_like(parameter) for parameter in parameters]
+    step = OptimizerStep(optimizer, parameters, gradients)
+    assert step.direct == (optimizer_class is not th.optim.SGD)
+    for index in range(6):
+        if index == 3:  # as when a saved model is loaded: new state tensors
+            state = copy.deepcopy(reference_optimizer.state_dict())
+            optimizer.load_state_dict(state)
+        for gradient, parameter in zip(gradients, reference.parameters(), strict=True):
+            gradient.copy_(th.randn_like(gradient))
+            parameter.grad = gradient.clone()
+        step.step()
+        reference_optimizer.step()
+        for ours, theirs in zip(parameters, reference.parameters(), strict=True):
+            th.testing.assert_close(ours, theirs)
+    assert int(optimizer.state[parameters[0]].get("step", 6)) == 6
+
+
+def test_optimizer_step_needs_the_optimizer_parameters_in_order():
+    network = _mlp(squash=False)
+    parameters = list(network.parameters())
+    optimizer = th.optim.Adam(parameters, fused=True)
+    with pytest.raises(ValueError, match="parameter group"):
+        OptimizerStep(optimizer, parameters[::-1], [th.zeros_like(parameter) for parameter in parameters[::-1]])
+
+
+def _pair(**kwargs):
+    """A lean model and an autograd model with the same weights, optimizer state and replay buffer."""
+    reference = DDPGExt("MlpPolicy", "Pendulum-v1", lean_update=False, **FAST, **kwargs)
+    reference.learn(150)
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", **FAST, **kwargs)
+    model.policy.load_state_dict(reference.policy.state_dict())
+    for optimizer, reference_optimizer in (
+        (model.actor.optimizer, reference.actor.optimizer),
+        (model.critic.optimizer, reference.critic.optimizer),
+    ):
+        optimizer.load_state_dict(copy.deepcopy(reference_optimizer.state_dict()))
+    model.replay_buffer = copy.deepcopy(reference.replay_buffer)
+    model._n_updates = reference._n_updates
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model, reference
+
+
+def _record_priorities(buffer) -> list[th.Tensor]:
+    """The priorities each update hands to a prioritized buffer (none for a uniform one)."""
+    log: list[th.Tensor] = []
+    if hasattr(buffer, "update_priorities"):
+        update = buffer.update_priorities
+
+        def recording(indices, values):
+            log.append(values.clone())
+            update(indices, values)
+
+        buffer.update_priorities = recording
+    return log
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(policy_kwargs=dict(net_arch=[32, 32])),
+        dict(
+            policy_kwargs=dict(net_arch=[32, 32], n_critics=2),
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+        ),
+        dict(policy_kwargs=dict(net_arch=[32, 32]), replay_buffer_class=PrioritizedReplayBuffer, n_steps=3),
+        dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_class=th.optim.SGD)),
+    ],
+    ids=["ddpg", "td3", "prioritized-3-step", "sgd"],
+)
+def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
+    model, reference = _pair(**kwargs)
+    assert model._lean is not None and reference._lean is None
+    # The same batches for both: with prioritized replay, float-level differences in the priorities would
+    # otherwise change which transitions later updates draw.
+    batches: list = []
+    draw = reference.replay_buffer.sample
+    reference.replay_buffer.sample = lambda *args, **kwargs: batches.append(draw(*args, **kwargs)) or batches[-1]
+    replayed = iter(batches)
+    model.replay_buffer.sample = lambda *args, **kwargs: next(replayed)
+    priorities = [_record_priorities(algorithm.replay_buffer) for algorithm in (reference, model)]
+    for algorithm in (reference, model):
+        th.manual_seed(0)  # the same smoothing noise
+        algorithm.train(gradient_steps=20, batch_size=32)
+    for (key, ours), theirs in zip(model.policy.state_dict().items(), reference.policy.state_dict().values(), strict=True):
+        th.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=key)
+    for theirs, ours in zip(*priorities, strict=True):
+        th.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    assert len(priorities[1]) == (20 if "replay_buffer_class" in kwargs else 0)
+    for name in ("critic_loss", "actor_loss", "q_mean", "td_error_mean"):
+        assert model.logger.name_to_value[f"train/{name}"] == pytest.approx(
+            reference.logger.name_to_value[f"train/{name}"], rel=1e-4
+        )
+
+
+@pytest.mark.parametrize(
+    "policy_kwargs",
+    [
+        dict(layer_norm=True),
+        dict(batch_norm=True),
+        dict(critic="categorical"),
+        dict(activation_fn=nn.Tanh),
+    ],
+)
+def test_policies_the_lean_update_cannot_run_train_with_autograd(policy_kwargs):
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **policy_kwargs), **FAST)
+    assert model._lean is None
+    model.learn(120)
+
+
+def test_lean_update_is_rebuilt_on_load_and_continues_from_the_saved_optimizer_state(tmp_path):
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16]), **FAST)
+    model.learn(150)
+    model.save(tmp_path / "model")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = DDPGExt.load(tmp_path / "model")
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    assert loaded._lean is not None and loaded._lean is not model._lean
+    loaded.set_logger(Logger(folder=None, output_formats=[]))
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    for algorithm in (model, loaded):
+        np.random.seed(1)
+        algorithm.train(gradient_steps=5, batch_size=32)
+    for ours, theirs in zip(loaded.policy.parameters(), model.policy.parameters(), strict=True):
+        th.testing.assert_close(ours, theirs)
+
+
+def test_lean_update_must_be_a_bool():
+    with pytest.raises(TypeError, match="`lean_update` must be a bool, got 'yes'"):
+        DDPGExt("MlpPolicy", "Pendulum-v1", lean_update="yes")
