@@ -30,7 +30,7 @@ def test_forward_and_gradients_equal_autograd(squash):
 
     expected = network(inputs)
     expected.backward(output_gradients)
-    outputs, activations = lean.forward(inputs.detach(), keep_activations=True)
+    outputs, activations = lean.forward(inputs.detach())
     input_gradients = lean.backward(activations, output_gradients, input_columns=slice(2, None))
 
     th.testing.assert_close(outputs, expected.detach())
@@ -42,7 +42,7 @@ def test_forward_and_gradients_equal_autograd(squash):
 
 def test_input_gradients_alone_leave_the_parameter_gradients_untouched():
     lean = LeanMLP(_mlp(squash=False))
-    _, activations = lean.forward(th.randn(4, 5), keep_activations=True)
+    _, activations = lean.forward(th.randn(4, 5))
     before = [gradient.clone() for gradient in lean.gradients]
     input_gradients = lean.backward(activations, th.randn(4, 3), input_columns=slice(0, 5), parameter_gradients=False)
     assert input_gradients is not None and input_gradients.shape == (4, 5)
@@ -107,6 +107,14 @@ def test_optimizer_step_equals_optimizer_step_and_survives_a_state_reload(optimi
         for ours, theirs in zip(parameters, reference.parameters(), strict=True):
             th.testing.assert_close(ours, theirs)
     assert int(optimizer.state[parameters[0]].get("step", 6)) == 6
+    # The optimizer's own step still works on the state the direct steps left (e.g. packed step counts).
+    for parameter, reference_parameter in zip(parameters, reference.parameters(), strict=True):
+        parameter.grad = reference_parameter.grad = th.ones_like(parameter)
+    optimizer.step()
+    reference_optimizer.step()
+    for ours, theirs in zip(parameters, reference.parameters(), strict=True):
+        th.testing.assert_close(ours, theirs)
+    assert all(int(optimizer.state[parameter].get("step", 7)) == 7 for parameter in parameters)
 
 
 def test_optimizer_step_needs_the_optimizer_parameters_in_order():

@@ -25,6 +25,7 @@ class OptimizerStep:
         self.parameters = parameters
         self.gradients = gradients
         self._states: list[list[th.Tensor]] | None = None
+        self._packed_steps = th.zeros(0)
 
     @property
     def direct(self) -> bool:
@@ -46,7 +47,7 @@ class OptimizerStep:
             return
         group = self.optimizer.param_groups[0]
         exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = self._states
-        th._foreach_add_(steps, 1)
+        self._packed_steps.add_(1)  # every parameter's step count: they are views of this tensor
         kernel = th._fused_adamw_ if group.get("decoupled_weight_decay", False) else th._fused_adam_
         kernel(
             self.parameters,
@@ -73,6 +74,11 @@ class OptimizerStep:
         if self.direct:
             state = [self.optimizer.state[parameter] for parameter in self.parameters]
             amsgrad = self.optimizer.param_groups[0]["amsgrad"]
+            # The step counts packed into one tensor, each parameter's a view of it: one increment per step
+            # instead of a loop over the parameters (the fused kernel reads them; Adam's own step still works).
+            self._packed_steps = th.stack([entry["step"] for entry in state])
+            for index, entry in enumerate(state):
+                entry["step"] = self._packed_steps[index]
             self._states = [
                 [entry["exp_avg"] for entry in state],
                 [entry["exp_avg_sq"] for entry in state],

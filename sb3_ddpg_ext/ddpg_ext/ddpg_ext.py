@@ -242,7 +242,7 @@ class DDPGExt(OffPolicyAlgorithm):
         if self.replay_buffer is None:
             self.replay_buffer = self._make_replay_buffer()
         policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
-        # Any policy class with DDPGExtPolicy's actor/critic attributes works (SB3's TD3Policy does too).
+        # Any policy class with DDPGExtPolicy's actor and critic (with q_values) attributes works.
         self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
         self._create_aliases()

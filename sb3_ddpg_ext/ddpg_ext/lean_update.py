@@ -4,7 +4,6 @@ from collections.abc import Callable
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
@@ -54,7 +53,7 @@ class LeanUpdate:
             isinstance(observation_space, spaces.Box)
             and not is_image_space(observation_space)
             and policy.actor_target is not None
-            and type(critic) in (Critic, ContinuousCritic)
+            and type(critic) is Critic
             and all(type(extractor) is FlattenExtractor for extractor in (actor.features_extractor, critic.features_extractor))
             and all(LeanMLP.supports(network) for network in networks)
         )
@@ -76,7 +75,7 @@ class LeanUpdate:
     def critic_outputs(self, observations: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, list[list[th.Tensor]]]:
         """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, 1)``, and what their backward passes need."""
         inputs = th.cat([self._features(observations), actions], dim=1)
-        passes = [critic.forward(inputs, keep_activations=True) for critic in self.critics]
+        passes = [critic.forward(inputs) for critic in self.critics]
         return th.stack([outputs for outputs, _ in passes], dim=1), [activations for _, activations in passes]
 
     def step_critics(self, activations: list[list[th.Tensor]], output_gradients: th.Tensor) -> None:
@@ -97,9 +96,9 @@ class LeanUpdate:
         :return: the actor loss
         """
         features = self._features(observations)
-        actions, actor_activations = self.actor.forward(features, keep_activations=True)
+        actions, actor_activations = self.actor.forward(features)
         critic = self.critics[0]
-        q_values, critic_activations = critic.forward(th.cat([features, actions], dim=1), keep_activations=True)
+        q_values, critic_activations = critic.forward(th.cat([features, actions], dim=1))
         batch_size = q_values.shape[0]
         # d(-mean Q)/dQ is -1/batch for every sample; only the critic's action inputs are differentiated.
         action_gradients = critic.backward(
