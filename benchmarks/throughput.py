@@ -6,7 +6,7 @@ filled to ``learning_starts`` without timing, then ``learn()`` is timed over the
 training steps. Runs of all rows and both implementations are interleaved, repeated, and the median
 steps/s is reported with the ratio DDPGExt / SB3.
 
-    python benchmarks/throughput.py --output benchmarks/results/throughput.md
+    python benchmarks/throughput.py --repeats 5 --output benchmarks/results/throughput.md
 """
 
 import argparse
