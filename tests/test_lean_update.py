@@ -231,3 +231,12 @@ def test_lean_update_is_rebuilt_on_load_and_continues_from_the_saved_optimizer_s
 def test_lean_update_must_be_a_bool():
     with pytest.raises(TypeError, match="`lean_update` must be a bool, got 'yes'"):
         DDPGExt("MlpPolicy", "Pendulum-v1", lean_update="yes")
+
+
+def test_an_optimizer_over_other_parameters_keeps_the_autograd_path():
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16]), **FAST)
+    extra = th.nn.Parameter(th.zeros(3))
+    model.critic.optimizer.add_param_group({"params": [extra]})
+    model._create_aliases()
+    assert model._lean is None
+    model.learn(120)

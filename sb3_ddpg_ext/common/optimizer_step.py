@@ -1,5 +1,7 @@
 """One optimizer step on gradients held in tensors of our own, with Adam's fused kernel called directly."""
 
+from collections.abc import Sequence
+
 import torch as th
 
 
@@ -19,13 +21,19 @@ class OptimizerStep:
     """
 
     def __init__(self, optimizer: th.optim.Optimizer, parameters: list[th.Tensor], gradients: list[th.Tensor]):
-        if [id(tensor) for tensor in optimizer.param_groups[0]["params"]] != [id(tensor) for tensor in parameters]:
+        if not self.matches(optimizer, parameters):
             raise ValueError("`parameters` must be the optimizer's single parameter group, in its order")
         self.optimizer = optimizer
         self.parameters = parameters
         self.gradients = gradients
         self._states: list[list[th.Tensor]] | None = None
         self._packed_steps = th.zeros(0)
+
+    @staticmethod
+    def matches(optimizer: th.optim.Optimizer, parameters: Sequence[th.Tensor]) -> bool:
+        """Whether ``parameters`` are exactly the optimizer's one parameter group, in its order."""
+        groups = optimizer.param_groups
+        return len(groups) == 1 and [id(tensor) for tensor in groups[0]["params"]] == [id(tensor) for tensor in parameters]
 
     @property
     def direct(self) -> bool:

@@ -57,7 +57,14 @@ class LeanUpdate:
             and all(type(extractor) is FlattenExtractor for extractor in (actor.features_extractor, critic.features_extractor))
             and all(LeanMLP.supports(network) for network in networks)
         )
-        return cls(policy) if plain else None
+        if not plain:
+            return None
+        # The optimizers must hold exactly the parameters the lean passes produce gradients for.
+        critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
+        optimizers_match = OptimizerStep.matches(critic.optimizer, critic_parameters) and OptimizerStep.matches(
+            actor.optimizer, list(actor.mu.parameters())
+        )
+        return cls(policy) if optimizers_match else None
 
     @staticmethod
     def _features(observations: PyTorchObs) -> th.Tensor:
