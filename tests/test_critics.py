@@ -183,3 +183,12 @@ def test_categorical_with_dict_observations_vectorized_envs_per_and_n_steps():
 def test_invalid_critic_settings(policy_kwargs, pattern):
     with pytest.raises((TypeError, ValueError), match=pattern):
         DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
+
+
+@pytest.mark.parametrize("critic", ["plain", "categorical"])
+def test_q_value_gradients_are_the_derivative_of_q_values(critic):
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8], critic=critic), **FAST)
+    outputs = th.randn(5, 2, model.critic.q_networks[0][-1].out_features, dtype=th.float64, requires_grad=True)
+    model.critic.double()
+    model.critic.q_values(outputs).sum().backward()
+    th.testing.assert_close(model.critic.q_value_gradients(outputs.detach()), outputs.grad)

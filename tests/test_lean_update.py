@@ -168,8 +168,13 @@ def _record_priorities(buffer) -> list[th.Tensor]:
         ),
         dict(policy_kwargs=dict(net_arch=[32, 32]), replay_buffer_class=PrioritizedReplayBuffer, n_steps=3),
         dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_class=th.optim.SGD)),
+        dict(
+            policy_kwargs=dict(net_arch=[32, 32], critic="categorical", n_atoms=11, v_min=-50.0, v_max=10.0, n_critics=2),
+            replay_buffer_class=PrioritizedReplayBuffer,
+            n_steps=3,
+        ),
     ],
-    ids=["ddpg", "td3", "prioritized-3-step", "sgd"],
+    ids=["ddpg", "td3", "prioritized-3-step", "sgd", "categorical-prioritized"],
 )
 def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
     model, reference = _pair(**kwargs)
@@ -190,7 +195,8 @@ def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
     for theirs, ours in zip(*priorities, strict=True):
         th.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
     assert len(priorities[1]) == (20 if "replay_buffer_class" in kwargs else 0)
-    for name in ("critic_loss", "actor_loss", "q_mean", "td_error_mean"):
+    error_name = "cross_entropy_mean" if "critic" in kwargs["policy_kwargs"] else "td_error_mean"
+    for name in ("critic_loss", "actor_loss", "q_mean", error_name):
         assert model.logger.name_to_value[f"train/{name}"] == pytest.approx(
             reference.logger.name_to_value[f"train/{name}"], rel=1e-4
         )
@@ -201,7 +207,6 @@ def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
     [
         dict(layer_norm=True),
         dict(batch_norm=True),
-        dict(critic="categorical"),
         dict(activation_fn=nn.Tanh),
     ],
 )

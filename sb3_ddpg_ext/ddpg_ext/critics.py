@@ -96,6 +96,15 @@ class Critic(BaseModel):
         """
         return outputs.squeeze(-1)
 
+    def q_value_gradients(self, outputs: th.Tensor) -> th.Tensor:
+        """
+        The derivative of each Q-value with respect to the outputs it is read from (for gradients derived by hand).
+
+        :param outputs: shape ``(..., n_outputs)``
+        :return: ``dQ / d outputs``, the same shape
+        """
+        return th.ones_like(outputs)
+
 
 class CategoricalCritic(Critic):
     """
@@ -117,3 +126,8 @@ class CategoricalCritic(Critic):
 
     def q_values(self, outputs: th.Tensor) -> th.Tensor:
         return expected_value(outputs, self.atoms)
+
+    def q_value_gradients(self, outputs: th.Tensor) -> th.Tensor:
+        # Q = sum_j softmax(x)_j z_j, so dQ/dx_j = p_j (z_j - Q).
+        probabilities = th.softmax(outputs, dim=-1)
+        return probabilities * (self.atoms - (probabilities @ self.atoms).unsqueeze(-1))

@@ -90,7 +90,7 @@ class DDPGExt(OffPolicyAlgorithm):
         of the actor, re-perturbed at each episode end (alone or together with ``action_noise``)
     :param lean_update: compute the gradients of plain networks by hand instead of with autograd: the same
         update, with less work (see :class:`~sb3_ddpg_ext.ddpg_ext.lean_update.LeanUpdate`). Policies it
-        cannot run (normalisation layers, categorical critics, activations other than ReLU, features
+        cannot run (normalisation layers, activations other than ReLU, features
         extractors other than flattening, no target networks) use autograd whatever this says; False
         forces autograd.
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
@@ -365,19 +365,32 @@ class DDPGExt(OffPolicyAlgorithm):
         return critic_loss, priorities, current_q
 
     def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """The same step with the lean update's passes and the gradient of the plain critic loss written out."""
+        """The same step with the lean update's passes and the gradient of :meth:`_critic_loss` written out."""
         assert self._lean is not None
         outputs, activations = self._lean.critic_outputs(batch.observations, batch.actions)
         next_outputs = self._lean.target_outputs(batch.next_observations, self._smooth_target_actions)
         target = self._td_target(batch, next_outputs)
         critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
-        # d/dQ_k of mean_i w_i sum_k (Q_ik - y_i)^2 (w = 1 without prioritization).
-        output_gradients = (current_q - target) * (2.0 / current_q.shape[0])
-        weights = getattr(batch, "weights", None)
-        if weights is not None:
-            output_gradients *= weights.view(-1, 1)
-        self._lean.step_critics(activations, output_gradients)
+        self._lean.step_critics(activations, self._critic_loss_gradients(batch, outputs, target, current_q))
         return critic_loss, priorities, current_q
+
+    def _critic_loss_gradients(
+        self, batch: ReplayBufferSamples, outputs: th.Tensor, target: th.Tensor, current_q: th.Tensor
+    ) -> th.Tensor:
+        """
+        The derivative of :meth:`_critic_loss` with respect to the critics' outputs: per sample ``i`` and critic
+        ``k``, ``w_i / B`` times ``2 (Q_ik - y_i)`` (squared TD error) or ``softmax(x_ik) - y_i`` (cross-entropy
+        to the target distribution ``y_i``, which sums to 1); ``w = 1`` without prioritization.
+
+        :return: shape ``(batch_size, n_critics, n_outputs)``
+        """
+        if isinstance(self.critic, CategoricalCritic):
+            gradients = th.softmax(outputs, dim=-1) - target.unsqueeze(1)
+        else:
+            gradients = (2.0 * (current_q - target)).unsqueeze(-1)
+        weights = getattr(batch, "weights", None)
+        scale = 1.0 / outputs.shape[0]
+        return gradients * scale if weights is None else gradients * (weights.view(-1, 1, 1) * scale)
 
     def _update_actor(self, observations: PyTorchObs) -> th.Tensor:
         """One optimizer step of the actor on :meth:`_actor_loss`; returns the loss."""

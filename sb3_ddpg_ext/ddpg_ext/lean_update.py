@@ -10,7 +10,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 
 from sb3_ddpg_ext.common.lean_mlp import LeanMLP
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
-from sb3_ddpg_ext.ddpg_ext.critics import Critic
+from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
 
 
@@ -24,7 +24,7 @@ class LeanUpdate:
     without the optimizer's per-call Python.
 
     Built by :meth:`build` for the networks SB3 builds by default (flattened Box observations, ReLU MLPs,
-    scalar critics, target networks); other policies take the autograd path.
+    target networks), with scalar or categorical (D4PG) critics; other policies take the autograd path.
     """
 
     def __init__(self, policy: DDPGExtPolicy):
@@ -32,6 +32,7 @@ class LeanUpdate:
         self.actor = LeanMLP(policy.actor.mu)
         self.actor_target = LeanMLP(policy.actor_target.mu)
         self.critics = [LeanMLP(network) for network in policy.critic.q_networks]
+        self.readout = policy.critic  # Q-values of the outputs and their derivative (scalar or categorical)
         self.critic_targets = [LeanMLP(network) for network in policy.critic_target.q_networks]
         self.action_columns = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self.critic_step = OptimizerStep(
@@ -53,7 +54,7 @@ class LeanUpdate:
             isinstance(observation_space, spaces.Box)
             and not is_image_space(observation_space)
             and policy.actor_target is not None
-            and type(critic) is Critic
+            and type(critic) in (Critic, CategoricalCritic)
             and all(type(extractor) is FlattenExtractor for extractor in (actor.features_extractor, critic.features_extractor))
             and all(LeanMLP.supports(network) for network in networks)
         )
@@ -73,14 +74,14 @@ class LeanUpdate:
         return observations.flatten(1).float()
 
     def target_outputs(self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor]) -> th.Tensor:
-        """The target critics' outputs for ``(s', smooth(mu'(s')))``, shape ``(batch, n_critics, 1)``."""
+        """The target critics' outputs for ``(s', smooth(mu'(s')))``, shape ``(batch, n_critics, n_outputs)``."""
         features = self._features(next_observations)
         next_actions = smooth(self.actor_target.forward(features)[0])
         inputs = th.cat([features, next_actions], dim=1)
         return th.stack([critic.forward(inputs)[0] for critic in self.critic_targets], dim=1)
 
     def critic_outputs(self, observations: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, list[list[th.Tensor]]]:
-        """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, 1)``, and what their backward passes need."""
+        """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, n_outputs)``, and what the backward passes need."""
         inputs = th.cat([self._features(observations), actions], dim=1)
         passes = [critic.forward(inputs) for critic in self.critics]
         return th.stack([outputs for outputs, _ in passes], dim=1), [activations for _, activations in passes]
@@ -90,10 +91,11 @@ class LeanUpdate:
         One optimizer step of the critics.
 
         :param activations: from :meth:`critic_outputs`
-        :param output_gradients: gradient of the critic loss with respect to the outputs, shape ``(batch, n_critics)``
+        :param output_gradients: gradient of the critic loss with respect to the outputs, shape
+            ``(batch, n_critics, n_outputs)``
         """
         for index, critic in enumerate(self.critics):
-            critic.backward(activations[index], output_gradients[:, index : index + 1])
+            critic.backward(activations[index], output_gradients[:, index])
         self.critic_step.step()
 
     def step_actor(self, observations: PyTorchObs) -> th.Tensor:
@@ -105,16 +107,13 @@ class LeanUpdate:
         features = self._features(observations)
         actions, actor_activations = self.actor.forward(features)
         critic = self.critics[0]
-        q_values, critic_activations = critic.forward(th.cat([features, actions], dim=1))
-        batch_size = q_values.shape[0]
-        # d(-mean Q)/dQ is -1/batch for every sample; only the critic's action inputs are differentiated.
+        outputs, critic_activations = critic.forward(th.cat([features, actions], dim=1))
+        # d(-mean Q)/d outputs; only the critic's action inputs are differentiated, not its parameters.
+        output_gradients = self.readout.q_value_gradients(outputs) * (-1.0 / outputs.shape[0])
         action_gradients = critic.backward(
-            critic_activations,
-            q_values.new_full(q_values.shape, -1.0 / batch_size),
-            input_columns=self.action_columns,
-            parameter_gradients=False,
+            critic_activations, output_gradients, input_columns=self.action_columns, parameter_gradients=False
         )
         assert action_gradients is not None
         self.actor.backward(actor_activations, action_gradients)
         self.actor_step.step()
-        return -q_values.mean()
+        return -self.readout.q_values(outputs).mean()
