@@ -24,6 +24,7 @@ from stable_baselines3.common.buffers import NStepReplayBuffer
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
 from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
+from sb3_ddpg_ext.presets import preset
 
 DDPG_DEFAULTS = "DDPG defaults (400-300)"
 TD3_SETTINGS = dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)
@@ -41,6 +42,23 @@ class Row:
     baseline_name: str = "SB3 DDPG"
 
 
+def with_settings(algorithm: Callable[..., BaseAlgorithm], **settings: Any) -> Callable[..., BaseAlgorithm]:
+    """``algorithm`` with ``settings`` added to the row's arguments (``policy_kwargs`` merged)."""
+
+    def make(*args: Any, policy_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> BaseAlgorithm:
+        merged = {**settings, **kwargs}
+        merged["policy_kwargs"] = {**settings.get("policy_kwargs", {}), **(policy_kwargs or {})}
+        return algorithm(*args, **merged)
+
+    return make
+
+
+def with_sb3_n_step(algorithm: Callable[..., BaseAlgorithm], n_steps: int, **settings: Any) -> Callable[..., BaseAlgorithm]:
+    """An SB3 algorithm with SB3's own n-step buffer (its nearest to DDPGExt's n-step extensions)."""
+    buffer = dict(replay_buffer_class=NStepReplayBuffer, replay_buffer_kwargs=dict(n_steps=n_steps, gamma=0.99))
+    return with_settings(algorithm, **buffer, **settings)
+
+
 def rows(env_ids: list[str]) -> list[Row]:
     table = []
     for env_id in env_ids:
@@ -51,26 +69,47 @@ def rows(env_ids: list[str]) -> list[Row]:
                 "TD3 defaults (400-300, 2 critics, delay 2, smoothing)",
                 env_id,
                 TD3,
-                lambda *args, policy_kwargs=None, **kwargs: DDPGExt(
-                    *args, policy_kwargs={"n_critics": 2, **(policy_kwargs or {})}, **TD3_SETTINGS, **kwargs
-                ),
+                with_settings(DDPGExt, policy_kwargs={"n_critics": 2}, **TD3_SETTINGS),
                 baseline_name="SB3 TD3",
             ),
         ]
-    prioritized_n_step = lambda *args, **kwargs: DDPGExt(  # noqa: E731
-        *args, replay_buffer_class=PrioritizedReplayBuffer, n_steps=3, **kwargs
-    )
-    autograd_update = lambda *args, **kwargs: DDPGExt(*args, lean_update=False, **kwargs)  # noqa: E731
-    sb3_n_step = lambda *args, **kwargs: DDPG(  # noqa: E731
-        *args, replay_buffer_class=NStepReplayBuffer, replay_buffer_kwargs=dict(n_steps=3, gamma=0.99), **kwargs
-    )
+    pendulum = env_ids[0]
+    prioritized_n_step = with_settings(DDPGExt, replay_buffer_class=PrioritizedReplayBuffer, n_steps=3)
     table += [
         # The nearest SB3 can do: 3-step returns without prioritization.
-        Row("PER + n_steps=3 (400-300)", env_ids[0], sb3_n_step, prioritized_n_step, baseline_name="SB3 DDPG, 3-step"),
+        Row(
+            "PER + n_steps=3 (400-300)",
+            pendulum,
+            with_sb3_n_step(DDPG, 3),
+            prioritized_n_step,
+            baseline_name="SB3 DDPG, 3-step",
+        ),
+        # The presets with extensions SB3 lacks, beside SB3's nearest configuration (the ratio includes the
+        # extensions' own cost: 51 atoms and a projection; BatchRenorm and a joint forward pass).
+        Row(
+            "`d4pg` preset (categorical critic, 51 atoms, PER, 5-step; 400-300)",
+            pendulum,
+            with_sb3_n_step(DDPG, 5),
+            with_settings(DDPGExt, **preset("d4pg")),
+            baseline_name="SB3 DDPG, 5-step",
+        ),
+        Row(
+            "`ext` preset (CrossQ critics: BatchRenorm, no targets; 2 critics, delay 3, 3-step; 256-256)",
+            pendulum,
+            with_sb3_n_step(TD3, 3, policy_delay=3, policy_kwargs=dict(net_arch=[256, 256])),
+            with_settings(DDPGExt, **preset("ext")),
+            baseline_name="SB3 TD3, 256-256, delay 3, 3-step",
+        ),
         # Not a comparison with SB3: what prioritization and n-step returns cost inside DDPGExt.
-        Row("PER + n_steps=3 (400-300)", env_ids[0], DDPGExt, prioritized_n_step, baseline_name="DDPGExt uniform"),
+        Row("PER + n_steps=3 (400-300)", pendulum, DDPGExt, prioritized_n_step, baseline_name="DDPGExt uniform"),
         # Not a comparison with SB3 either: what the lean update (hand-derived gradients) gains over autograd.
-        Row(DDPG_DEFAULTS, env_ids[0], autograd_update, DDPGExt, baseline_name="DDPGExt, `lean_update=False`"),
+        Row(
+            DDPG_DEFAULTS,
+            pendulum,
+            with_settings(DDPGExt, lean_update=False),
+            DDPGExt,
+            baseline_name="DDPGExt, `lean_update=False`",
+        ),
     ]
     return table
 
