@@ -6,7 +6,6 @@ from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
-from sb3_contrib.common.torch_layers import BatchRenorm1d
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -17,6 +16,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
 from sb3_ddpg_ext.common.validation import check_int, check_range
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
