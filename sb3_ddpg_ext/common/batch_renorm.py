@@ -23,7 +23,7 @@ class BatchRenorm1d(ContribBatchRenorm1d):
             # Running statistics, as sb3-contrib updates them.
             self.ra_mean += self.momentum * (batch_mean.detach() - self.ra_mean)  # type: ignore[operator]
             self.ra_var += self.momentum * (batch_var.detach() - self.ra_var)  # type: ignore[operator]
-            self.steps += 1  # type: ignore[operator]
+            self.steps += 1  # type: ignore[operator, assignment]
         else:
             custom_mean, custom_var = self.ra_mean, self.ra_var  # type: ignore[assignment]
         x = (x - custom_mean[None]) / (custom_var[None] + self.eps).sqrt()
@@ -34,7 +34,7 @@ class BatchRenorm1d(ContribBatchRenorm1d):
         if not self.steps > self.warmup_steps:  # type: ignore[operator]
             return batch_mean, batch_var
         batch_std = (batch_var + self.eps).sqrt()
-        running_std = (self.ra_var + self.eps).sqrt()  # type: ignore[operator]
+        running_std = (self.ra_var + self.eps).sqrt()  # type: ignore[operator, union-attr]
         r = (batch_std / running_std).detach().clamp(1 / self.rmax, self.rmax)
         d = ((batch_mean - self.ra_mean) / running_std).detach().clamp(-self.dmax, self.dmax)  # type: ignore[operator]
         return batch_mean - d * batch_var.sqrt() / r, batch_var / r**2
