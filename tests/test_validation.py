@@ -6,6 +6,7 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete, SimpleMultiObsEnv
+from stable_baselines3.td3.policies import TD3Policy
 
 from sb3_ddpg_ext import DDPGExt
 
@@ -77,9 +78,11 @@ def test_unknown_policy_alias_lists_the_allowed_ones():
         DDPGExt("MLPPolicy", "Pendulum-v1")
 
 
-def test_policy_that_is_not_a_policy_class():
-    with pytest.raises(TypeError, match="`policy` must be a policy alias string or a BasePolicy subclass"):
-        DDPGExt(dict, "Pendulum-v1")
+@pytest.mark.parametrize("policy", [dict, TD3Policy])
+def test_policy_that_is_not_a_ddpg_ext_policy_class(policy):
+    # SB3's TD3Policy is DDPG's MlpPolicy class: refused at construction, not at the first update.
+    with pytest.raises(TypeError, match=r"`policy` must be a policy alias string .* or a DDPGExtPolicy subclass, got"):
+        DDPGExt(policy, "Pendulum-v1")
 
 
 def test_n_steps_with_a_buffer_that_cannot_do_n_step_returns():

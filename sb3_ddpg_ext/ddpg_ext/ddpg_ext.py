@@ -207,8 +207,12 @@ class DDPGExt(OffPolicyAlgorithm):
         if isinstance(policy, str):
             if policy not in cls.policy_aliases:
                 raise ValueError(f"`policy` must be one of {sorted(cls.policy_aliases)} or a policy class, got {policy!r}")
-        elif not (isinstance(policy, type) and issubclass(policy, BasePolicy)):
-            raise TypeError(f"`policy` must be a policy alias string or a BasePolicy subclass, got {policy!r}")
+        elif not (isinstance(policy, type) and issubclass(policy, DDPGExtPolicy)):
+            # SB3's TD3 policies (DDPG's MlpPolicy class) lack the critic readout the update uses; the alias works.
+            raise TypeError(
+                f"`policy` must be a policy alias string ({', '.join(sorted(cls.policy_aliases))}) or a DDPGExtPolicy "
+                f"subclass, got {policy!r}"
+            )
 
     def _check_arguments(self) -> None:
         """Raise a clear error for any invalid constructor argument, before anything is built."""
@@ -242,7 +246,6 @@ class DDPGExt(OffPolicyAlgorithm):
         if self.replay_buffer is None:
             self.replay_buffer = self._make_replay_buffer()
         policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
-        # Any policy class with DDPGExtPolicy's actor and critic (with q_values) attributes works.
         self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
         self._create_aliases()
