@@ -90,9 +90,8 @@ class DDPGExt(OffPolicyAlgorithm):
         of the actor, re-perturbed at each episode end (alone or together with ``action_noise``)
     :param lean_update: compute the gradients of plain networks by hand instead of with autograd: the same
         update, with less work (see :class:`~sb3_ddpg_ext.ddpg_ext.lean_update.LeanUpdate`). Policies it
-        cannot run (normalisation layers, activations other than ReLU, features
-        extractors other than flattening, no target networks) use autograd whatever this says; False
-        forces autograd.
+        cannot run (normalisation layers, activations other than ReLU, features extractors other than
+        flattening, no target networks) use autograd whatever this says; False forces autograd.
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)

@@ -45,20 +45,19 @@ class LeanUpdate:
     @classmethod
     def build(cls, policy: DDPGExtPolicy) -> "LeanUpdate | None":
         """A lean update for ``policy``, or None when its networks need autograd (see the class docstring)."""
-        observation_space = policy.observation_space
         actor, critic = policy.actor, policy.critic
-        networks = [actor.mu, *getattr(critic, "q_networks", [])]
-        if policy.actor_target is not None and policy.critic_target is not None:
-            networks += [policy.actor_target.mu, *policy.critic_target.q_networks]
-        plain = (
-            isinstance(observation_space, spaces.Box)
-            and not is_image_space(observation_space)
-            and policy.actor_target is not None
-            and type(critic) in (Critic, CategoricalCritic)
-            and all(type(extractor) is FlattenExtractor for extractor in (actor.features_extractor, critic.features_extractor))
-            and all(LeanMLP.supports(network) for network in networks)
-        )
-        if not plain:
+        if (
+            policy.actor_target is None
+            or policy.critic_target is None
+            or type(critic) not in (Critic, CategoricalCritic)
+            or not isinstance(policy.observation_space, spaces.Box)
+            or is_image_space(policy.observation_space)
+            or type(actor.features_extractor) is not FlattenExtractor
+            or type(critic.features_extractor) is not FlattenExtractor
+        ):
+            return None
+        networks = [actor.mu, policy.actor_target.mu, *critic.q_networks, *policy.critic_target.q_networks]
+        if not all(LeanMLP.supports(network) for network in networks):
             return None
         # The optimizers must hold exactly the parameters the lean passes produce gradients for.
         critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
