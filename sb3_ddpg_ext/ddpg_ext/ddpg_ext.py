@@ -386,13 +386,14 @@ class DDPGExt(OffPolicyAlgorithm):
 
         :return: shape ``(batch_size, n_critics, n_outputs)``
         """
-        if isinstance(self.critic, CategoricalCritic):
-            gradients = th.softmax(outputs, dim=-1) - target.unsqueeze(1)
-        else:
-            gradients = (2.0 * (current_q - target)).unsqueeze(-1)
         weights = getattr(batch, "weights", None)
         scale = 1.0 / outputs.shape[0]
-        return gradients * scale if weights is None else gradients * (weights.view(-1, 1, 1) * scale)
+        if isinstance(self.critic, CategoricalCritic):
+            gradients = th.softmax(outputs, dim=-1).sub_(target.unsqueeze(1))
+            return gradients.mul_(scale) if weights is None else gradients.mul_(weights.view(-1, 1, 1) * scale)
+        gradients = current_q - target
+        gradients = gradients.mul_(2.0 * scale) if weights is None else gradients.mul_(weights * (2.0 * scale))
+        return gradients.unsqueeze(-1)
 
     def _update_actor(self, observations: PyTorchObs) -> th.Tensor:
         """One optimizer step of the actor on :meth:`_actor_loss`; returns the loss."""
@@ -461,7 +462,8 @@ class DDPGExt(OffPolicyAlgorithm):
         if isinstance(self.critic, CategoricalCritic):
             lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
             return categorical_projection(th.softmax(lowest, dim=-1), batch.rewards, bootstrap_discounts, self.critic.atoms)
-        return batch.rewards + bootstrap_discounts * next_q.min(dim=1, keepdim=True).values
+        lowest_q = next_q if next_q.shape[1] == 1 else next_q.amin(dim=1, keepdim=True)
+        return th.addcmul(batch.rewards, bootstrap_discounts, lowest_q)
 
     def _critic_loss(
         self, batch: ReplayBufferSamples, outputs: th.Tensor, target: th.Tensor
@@ -481,14 +483,17 @@ class DDPGExt(OffPolicyAlgorithm):
         if isinstance(self.critic, CategoricalCritic):
             per_critic_loss = -(target.unsqueeze(1) * th.log_softmax(outputs, dim=-1)).sum(dim=-1)
             priorities = per_critic_loss.detach().mean(dim=1)
+            q_values = self.critic.q_values(outputs.detach())
         else:
-            td_errors = self.critic.q_values(outputs) - target
+            q_values = self.critic.q_values(outputs)
+            td_errors = q_values - target
             per_critic_loss = td_errors.square()
             priorities = td_errors.detach().abs().mean(dim=1)
         per_sample_loss = per_critic_loss.sum(dim=1)
         weights = getattr(batch, "weights", None)
         loss = per_sample_loss.mean() if weights is None else (per_sample_loss * weights.view(-1)).mean()
-        return loss, priorities, self.critic.q_values(outputs.detach())
+        current_q = q_values.detach() if q_values.requires_grad else q_values
+        return loss, priorities, current_q
 
     def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
         """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""

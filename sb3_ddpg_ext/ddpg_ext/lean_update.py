@@ -75,9 +75,9 @@ class LeanUpdate:
     def target_outputs(self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor]) -> th.Tensor:
         """The target critics' outputs for ``(s', smooth(mu'(s')))``, shape ``(batch, n_critics, n_outputs)``."""
         features = self._features(next_observations)
-        next_actions = smooth(self.actor_target.forward(features)[0])
+        next_actions = smooth(self.actor_target.forward(features, weight_gradients=False)[0])
         inputs = th.cat([features, next_actions], dim=1)
-        return th.stack([critic.forward(inputs)[0] for critic in self.critic_targets], dim=1)
+        return th.stack([critic.forward(inputs, weight_gradients=False)[0] for critic in self.critic_targets], dim=1)
 
     def critic_outputs(self, observations: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, list[list[th.Tensor]]]:
         """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, n_outputs)``, and what the backward passes need."""
@@ -106,7 +106,7 @@ class LeanUpdate:
         features = self._features(observations)
         actions, actor_activations = self.actor.forward(features)
         critic = self.critics[0]
-        outputs, critic_activations = critic.forward(th.cat([features, actions], dim=1))
+        outputs, critic_activations = critic.forward(th.cat([features, actions], dim=1), weight_gradients=False)
         # d(-mean Q)/d outputs; only the critic's action inputs are differentiated, not its parameters.
         output_gradients = self.readout.q_value_gradients(outputs) * (-1.0 / outputs.shape[0])
         action_gradients = critic.backward(
