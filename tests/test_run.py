@@ -45,6 +45,17 @@ def test_default_is_one_critic_with_targets_and_400_300_networks():
     )
 
 
+def test_policy_device_is_resolved_once_and_reset_when_the_policy_is_moved():
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=TINY, **FAST)
+    policy = model.policy
+    assert policy.device == th.device("cpu")
+    assert policy.__dict__["_first_parameter"] is next(policy.parameters())
+    policy.to(th.float64)  # _apply: the cached parameter is dropped, the next call resolves it again
+    assert "_first_parameter" not in policy.__dict__
+    assert policy.device == th.device("cpu") and policy.__dict__["_first_parameter"].dtype == th.float64
+    assert "_first_parameter" not in policy.state_dict()
+
+
 def test_action_bounds_other_than_unit_are_respected():
     env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), min_action=np.float32(-0.5), max_action=np.float32(3.0))
     model = DDPGExt(

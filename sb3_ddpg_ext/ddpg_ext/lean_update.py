@@ -8,7 +8,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 
-from sb3_ddpg_ext.common.lean_mlp import LeanMLP
+from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanMLP
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
@@ -29,11 +29,17 @@ class LeanUpdate:
 
     def __init__(self, policy: DDPGExtPolicy):
         assert policy.actor_target is not None and policy.critic_target is not None
-        self.actor = LeanMLP(policy.actor.mu)
-        self.actor_target = LeanMLP(policy.actor_target.mu)
-        self.critics = [LeanMLP(network) for network in policy.critic.q_networks]
+        # Buffers shared by passes that are never needed at the same time, in the order DDPGExt calls them
+        # (critic_outputs, target_outputs, step_critics, step_actor): the target passes and the actor pass
+        # share activations (the critics' must outlive the target passes), every backward pass shares the
+        # activation gradients. 1.4-2 MB less to keep in cache per update: 4% faster for 400-300 networks.
+        actor_and_targets: BufferPool = {}
+        gradients: BufferPool = {}
+        self.actor = LeanMLP(policy.actor.mu, actor_and_targets, gradients)
+        self.actor_target = LeanMLP(policy.actor_target.mu, actor_and_targets, gradients)
+        self.critics = [LeanMLP(network, gradient_pool=gradients) for network in policy.critic.q_networks]
         self.readout = policy.critic  # Q-values of the outputs and their derivative (scalar or categorical)
-        self.critic_targets = [LeanMLP(network) for network in policy.critic_target.q_networks]
+        self.critic_targets = [LeanMLP(network, actor_and_targets, gradients) for network in policy.critic_target.q_networks]
         self.action_columns = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self.critic_step = OptimizerStep(
             policy.critic.optimizer,

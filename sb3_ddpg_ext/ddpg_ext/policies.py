@@ -13,6 +13,7 @@ from stable_baselines3.common.torch_layers import (
     NatureCNN,
 )
 from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
@@ -132,6 +133,27 @@ class DDPGExtPolicy(TD3Policy):
         for module in self._module_list:
             # A plain attribute: writing the instance dict skips nn.Module.__setattr__'s type checks.
             module.__dict__["training"] = mode
+
+    @property
+    def device(self) -> th.device:
+        """
+        The device of the parameters (CPU when there are none yet).
+
+        SB3 walks the module tree for it at each call, once per environment step in ``predict``; the first
+        parameter is resolved once instead (parameters are updated in place; moving the policy resets it).
+        """
+        first_parameter = self.__dict__.get("_first_parameter")
+        if first_parameter is None:
+            first_parameter = next(self.parameters(), None)
+            if first_parameter is None:
+                return get_device("cpu")
+            self.__dict__["_first_parameter"] = first_parameter  # a plain attribute, not registered
+        return first_parameter.device
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "DDPGExtPolicy":
+        # .to(), .cuda(), .float(), ...: the parameters may be replaced.
+        self.__dict__.pop("_first_parameter", None)
+        return super()._apply(fn, recurse)
 
     @property
     def has_target_networks(self) -> bool:
