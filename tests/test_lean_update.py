@@ -166,6 +166,8 @@ def _record_priorities(buffer) -> list[th.Tensor]:
             target_policy_noise=0.2,
             target_noise_clip=0.5,
         ),
+        # Three critics: buffers of each pool (targets + first critic, actor + second critic, the third's own).
+        dict(policy_kwargs=dict(net_arch=[32, 32], n_critics=3), policy_delay=2),
         dict(policy_kwargs=dict(net_arch=[32, 32]), replay_buffer_class=PrioritizedReplayBuffer, n_steps=3),
         dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_class=th.optim.SGD)),
         dict(
@@ -174,7 +176,7 @@ def _record_priorities(buffer) -> list[th.Tensor]:
             n_steps=3,
         ),
     ],
-    ids=["ddpg", "td3", "prioritized-3-step", "sgd", "categorical-prioritized"],
+    ids=["ddpg", "td3", "three-critics", "prioritized-3-step", "sgd", "categorical-prioritized"],
 )
 def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
     model, reference = _pair(**kwargs)

@@ -369,8 +369,8 @@ class DDPGExt(OffPolicyAlgorithm):
     def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """The same step with the lean update's passes and the gradient of :meth:`_critic_loss` written out."""
         assert self._lean is not None
-        outputs, activations = self._lean.critic_outputs(batch.observations, batch.actions)
         next_outputs = self._lean.target_outputs(batch.next_observations, self._smooth_target_actions)
+        outputs, activations = self._lean.critic_outputs(batch.observations, batch.actions)
         target = self._td_target(batch, next_outputs)
         critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
         self._lean.step_critics(activations, self._critic_loss_gradients(batch, outputs, target, current_q))
