@@ -3,8 +3,8 @@ Training throughput, side by side in one run: DDPGExt against SB3's DDPG and TD3
 
 Each pair is built with the same hyperparameters (SB3's defaults unless the row says otherwise),
 filled to ``learning_starts`` without timing, then ``learn()`` is timed over the same number of
-training steps. Runs of all rows and both implementations are interleaved, repeated, and the median
-steps/s is reported with the ratio DDPGExt / SB3.
+training steps, in short calls that alternate between the two (a shared VM's speed drifts over seconds).
+Repeated with new seeds; the median steps/s and the median ratio DDPGExt / baseline are reported.
 
     python benchmarks/throughput.py --repeats 5 --output benchmarks/results/throughput.md
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch as th
+from sb3_contrib import CrossQ
 from stable_baselines3 import DDPG, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import NStepReplayBuffer
@@ -100,6 +101,16 @@ def rows(env_ids: list[str]) -> list[Row]:
             with_settings(DDPGExt, **preset("ext")),
             baseline_name="SB3 TD3, 256-256, delay 3, 3-step",
         ),
+        # The same family in the SB3 ecosystem: sb3-contrib's CrossQ (BatchRenorm critics, no targets, a joint
+        # forward pass of (s, a) and (s', a')) with the preset's sizes, delay, critics and n-step returns. Its actor
+        # is SAC's (a Gaussian head and an entropy coefficient), DDPGExt's deterministic: nearly the same work.
+        Row(
+            "`ext` preset (as above)",
+            pendulum,
+            with_settings(CrossQ, n_steps=3, policy_delay=3, policy_kwargs=dict(net_arch=[256, 256])),
+            with_settings(DDPGExt, **preset("ext")),
+            baseline_name="sb3-contrib CrossQ, 256-256, delay 3, 3-step",
+        ),
         # Not a comparison with SB3: what prioritization and n-step returns cost inside DDPGExt.
         Row("PER + n_steps=3 (400-300)", pendulum, DDPGExt, prioritized_n_step, baseline_name="DDPGExt uniform"),
         # Not a comparison with SB3 either: what the lean update (hand-derived gradients) gains over autograd.
@@ -114,13 +125,29 @@ def rows(env_ids: list[str]) -> list[Row]:
     return table
 
 
-def steps_per_second(make: Callable[..., BaseAlgorithm], env_id: str, kwargs: dict[str, Any], seed: int, steps: int) -> float:
-    learning_starts = 300
-    model = make("MlpPolicy", env_id, learning_starts=learning_starts, seed=seed, **kwargs)
-    model.learn(learning_starts)
-    start = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - start)
+LEARNING_STARTS = 300
+
+
+def paired_steps_per_second(row: Row, seed: int, steps: int, chunks: int) -> tuple[float, float]:
+    """
+    ``learn()`` steps/s of the row's baseline and contender, built with the same seed and filled to
+    ``learning_starts`` untimed, then timed in ``chunks`` alternating ``learn()`` calls each (the side that
+    goes first swapped every chunk): the noise of a shared VM drifts over seconds, so both sides meet the same.
+    """
+    models = [
+        make("MlpPolicy", row.env_id, learning_starts=LEARNING_STARTS, seed=seed, **row.kwargs)
+        for make in (row.baseline, row.contender)
+    ]
+    for model in models:
+        model.learn(LEARNING_STARTS)
+    chunk = steps // chunks
+    elapsed = [0.0, 0.0]
+    for index in range(chunks):
+        for side in (0, 1) if index % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            models[side].learn(chunk, reset_num_timesteps=False)
+            elapsed[side] += time.perf_counter() - start
+    return chunk * chunks / elapsed[0], chunk * chunks / elapsed[1]
 
 
 MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
@@ -178,6 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
     parser.add_argument("--steps", type=int, default=1_000, help="timed learn() steps per run")
+    parser.add_argument("--chunks", type=int, default=10, help="alternating learn() calls per side and run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=pathlib.Path, help="also write the report to this markdown file")
@@ -188,27 +216,38 @@ def main() -> None:
 
     table = rows(args.envs)
     speeds: dict[tuple[int, str], list[float]] = {}
+    ratios: dict[int, list[float]] = {}
     for repeat in range(args.repeats):
         for index, row in enumerate(table):
-            for side, make in (("baseline", row.baseline), ("contender", row.contender)):
-                speed = steps_per_second(make, row.env_id, row.kwargs, seed=repeat, steps=args.steps)
-                speeds.setdefault((index, side), []).append(speed)
-                print(f"repeat {repeat} | {row.env_id} | {row.name} | {side}: {speed:.1f} steps/s", flush=True)
+            baseline, contender = paired_steps_per_second(row, seed=repeat, steps=args.steps, chunks=args.chunks)
+            speeds.setdefault((index, "baseline"), []).append(baseline)
+            speeds.setdefault((index, "contender"), []).append(contender)
+            ratios.setdefault(index, []).append(contender / baseline)
+            print(
+                f"repeat {repeat} | {row.env_id} | {row.name} | {row.baseline_name}: {baseline:.1f} steps/s | "
+                f"DDPGExt: {contender:.1f} steps/s | ratio {contender / baseline:.2f}",
+                flush=True,
+            )
 
     report = [
         "# Training throughput",
         "",
-        f"`learn()` steps/s over {args.steps} training steps after 300 untimed warm-up steps (batch 256, one "
-        f"gradient step per env step, {args.threads} torch thread(s)); median of {args.repeats} interleaved repeats.",
+        f"`learn()` steps/s over {args.steps} training steps after {LEARNING_STARTS} untimed warm-up steps (batch 256, "
+        f"one gradient step per env step, {args.threads} torch thread(s)). Each repeat builds both sides with the same "
+        f"seed and times them in {args.chunks} alternating `learn()` calls each; the ratio is the median over "
+        f"{args.repeats} repeats of each repeat's ratio (all of them in the last column), the steps/s are medians.",
         "",
-        "| env | configuration | baseline | baseline steps/s | DDPGExt steps/s | ratio |",
-        "|---|---|---|---|---|---|",
+        "| env | configuration | baseline | baseline steps/s | DDPGExt steps/s | ratio | ratio per repeat |",
+        "|---|---|---|---|---|---|---|",
     ]
     for index, row in enumerate(table):
         baseline = statistics.median(speeds[(index, "baseline")])
         contender = statistics.median(speeds[(index, "contender")])
-        ratio = contender / baseline
-        report.append(f"| {row.env_id} | {row.name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | {ratio:.2f} |")
+        ratio = statistics.median(ratios[index])
+        each = " / ".join(f"{value:.2f}" for value in ratios[index])
+        report.append(
+            f"| {row.env_id} | {row.name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | {ratio:.2f} | {each} |"
+        )
     report += [
         "",
         "## Ceiling",
