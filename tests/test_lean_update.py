@@ -247,3 +247,13 @@ def test_an_optimizer_over_other_parameters_keeps_the_autograd_path():
     model._create_aliases()
     assert model._lean is None
     model.learn(120)
+
+
+def test_target_passes_after_the_critic_pass_are_refused_because_they_share_buffers():
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[32, 32]), **FAST)
+    model.learn(FAST["learning_starts"] + 1)
+    batch = model.replay_buffer.sample(8)
+    lean = model._lean
+    lean.critic_outputs(batch.observations, batch.actions)
+    with pytest.raises(RuntimeError, match="before critic_outputs"):
+        lean.target_outputs(batch.next_observations, model._smooth_target_actions)

@@ -45,6 +45,7 @@ class LeanUpdate:
         ]
         self.actor = LeanMLP(policy.actor.mu, second, gradients)
         self.readout = policy.critic  # Q-values of the outputs and their derivative (scalar or categorical)
+        self._critic_activations_pending = False  # between critic_outputs and step_critics
         self.action_columns = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self.critic_step = OptimizerStep(
             policy.critic.optimizer,
@@ -88,6 +89,10 @@ class LeanUpdate:
         The target critics' outputs for ``(s', smooth(mu'(s')))``, shape ``(batch, n_critics, n_outputs)``; call it
         before :meth:`critic_outputs` (they share buffers).
         """
+        if self._critic_activations_pending:
+            raise RuntimeError(
+                "target_outputs() must come before critic_outputs(): the first critic reuses the targets' buffers"
+            )
         features = self._features(next_observations)
         next_actions = smooth(self.actor_target.forward(features, weight_gradients=False)[0])
         inputs = th.cat([features, next_actions], dim=1)
@@ -97,6 +102,7 @@ class LeanUpdate:
         """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, n_outputs)``, and what the backward passes need."""
         inputs = th.cat([self._features(observations), actions], dim=1)
         passes = [critic.forward(inputs) for critic in self.critics]
+        self._critic_activations_pending = True
         return th.stack([outputs for outputs, _ in passes], dim=1), [activations for _, activations in passes]
 
     def step_critics(self, activations: list[list[th.Tensor]], output_gradients: th.Tensor) -> None:
@@ -109,6 +115,7 @@ class LeanUpdate:
         """
         for index, critic in enumerate(self.critics):
             critic.backward(activations[index], output_gradients[:, index])
+        self._critic_activations_pending = False
         self.critic_step.step()
 
     def step_actor(self, observations: PyTorchObs) -> th.Tensor:
