@@ -33,7 +33,8 @@ class LeanUpdate:
         # of an update (target_outputs, critic_outputs, step_critics, step_actor): the target passes and the first
         # critic share activations, the actor and the second critic share activations, every backward pass shares
         # the activation gradients. A smaller working set (two sets of activations instead of four for DDPG, 1.4 MB
-        # less for 400-300 networks): updates 1-2% faster than with a pool per network, side by side in one process.
+        # less for 400-300 networks): updates 1-2% faster than with a pool per network in six side-by-side runs in one
+        # process (a difference the size of this VM's noise, but in the same direction each time).
         first: BufferPool = {}
         second: BufferPool = {}
         gradients: BufferPool = {}
