@@ -29,6 +29,7 @@ from sb3_ddpg_ext.presets import preset
 
 DDPG_DEFAULTS = "DDPG defaults (400-300)"
 TD3_SETTINGS = dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)
+LEARNING_STARTS = 300
 
 
 @dataclass
@@ -125,9 +126,6 @@ def rows(env_ids: list[str]) -> list[Row]:
     return table
 
 
-LEARNING_STARTS = 300
-
-
 def paired_steps_per_second(row: Row, seed: int, steps: int, chunks: int) -> tuple[float, float]:
     """
     ``learn()`` steps/s of the row's baseline and contender, built with the same seed and filled to
@@ -158,8 +156,8 @@ def collection_seconds_per_step(env_id: str, seed: int, steps: int) -> float:
     Seconds per ``learn()`` step of DDPGExt with ``gradient_steps=0``: SB3's collection alone (policy forward,
     environment step, buffer add, callbacks), which DDPGExt inherits from SB3 as it is.
     """
-    model = DDPGExt("MlpPolicy", env_id, learning_starts=300, gradient_steps=0, seed=seed)
-    model.learn(300)
+    model = DDPGExt("MlpPolicy", env_id, learning_starts=LEARNING_STARTS, gradient_steps=0, seed=seed)
+    model.learn(LEARNING_STARTS)
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
     return (time.perf_counter() - start) / steps
@@ -167,8 +165,8 @@ def collection_seconds_per_step(env_id: str, seed: int, steps: int) -> float:
 
 def matrix_product_seconds_per_update(env_id: str, seed: int, updates: int) -> float:
     """Self CPU time of the matrix products (``mm``, ``addmm``, ``bmm``) in one DDPGExt update, profiled."""
-    model = DDPGExt("MlpPolicy", env_id, learning_starts=300, seed=seed)
-    model.learn(310)
+    model = DDPGExt("MlpPolicy", env_id, learning_starts=LEARNING_STARTS, seed=seed)
+    model.learn(LEARNING_STARTS + 10)
     with th.profiler.profile(activities=[th.profiler.ProfilerActivity.CPU]) as profile:
         model.train(gradient_steps=updates, batch_size=model.batch_size)
     self_microseconds = sum(event.self_cpu_time_total for event in profile.key_averages() if event.key in MATRIX_PRODUCTS)

@@ -149,10 +149,9 @@ class LeanMLP:
         if self.squashed:
             gradient = th.ops.aten.tanh_backward(gradient, activations[-1])  # gradient * (1 - tanh^2)
         for index in range(len(self._layers) - 1, 0, -1):
-            layer = self._layers[index]
+            layer, layer_input = self._layers[index], activations[index]
             if parameter_gradients:
-                self._parameter_gradients(layer, activations[index], gradient, self._hidden_transposed[index - 1])
-            layer_input = activations[index]
+                self._parameter_gradients(layer, layer_input, gradient, self._hidden_transposed[index - 1])
             gradient = th.mm(layer.transposed_weight, gradient, out=self._hidden_gradients[index - 1])
             th.ops.aten.threshold_backward.grad_input(gradient, layer_input, 0, grad_input=gradient)
         first = self._layers[0]

@@ -492,8 +492,7 @@ class DDPGExt(OffPolicyAlgorithm):
         per_sample_loss = per_critic_loss.sum(dim=1)
         weights = getattr(batch, "weights", None)
         loss = per_sample_loss.mean() if weights is None else (per_sample_loss * weights.view(-1)).mean()
-        current_q = q_values.detach() if q_values.requires_grad else q_values
-        return loss, priorities, current_q
+        return loss, priorities, q_values.detach()
 
     def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
         """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""
