@@ -192,3 +192,4 @@ def test_q_value_gradients_are_the_derivative_of_q_values(critic):
     model.critic.double()
     model.critic.q_values(outputs).sum().backward()
     th.testing.assert_close(model.critic.q_value_gradients(outputs.detach()), outputs.grad)
+    th.testing.assert_close(model.critic.q_value_gradients(outputs.detach(), scale=-0.25), -0.25 * outputs.grad)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
 
@@ -21,8 +22,9 @@ def _mlp(squash: bool, sizes=(5, [16, 12], 3)) -> nn.Sequential:
     return nn.Sequential(*create_mlp(sizes[0], sizes[2], sizes[1], squash_output=squash))
 
 
+@pytest.mark.parametrize("contiguous_inputs", [False, True])
 @pytest.mark.parametrize("squash", [False, True])
-def test_forward_and_gradients_equal_autograd(squash):
+def test_forward_and_gradients_equal_autograd(squash, contiguous_inputs):
     network = _mlp(squash)
     lean = LeanMLP(network)
     inputs = th.randn(9, 5, requires_grad=True)
@@ -30,22 +32,23 @@ def test_forward_and_gradients_equal_autograd(squash):
 
     expected = network(inputs)
     expected.backward(output_gradients)
-    outputs, activations = lean.forward(inputs.detach())
-    input_gradients = lean.backward(activations, output_gradients, input_columns=slice(2, None))
+    feature_major = inputs.detach().t()  # LeanMLP works on (features, batch): a view, or a contiguous copy
+    outputs, activations = lean.forward(feature_major.contiguous() if contiguous_inputs else feature_major)
+    input_gradients = lean.backward(activations, output_gradients.t(), input_rows=slice(2, None))
 
-    th.testing.assert_close(outputs, expected.detach())
+    th.testing.assert_close(outputs, expected.detach().t())
     for gradient, parameter in zip(lean.gradients, network.parameters(), strict=True):
         th.testing.assert_close(gradient, parameter.grad)
-    assert inputs.grad is not None
-    th.testing.assert_close(input_gradients, inputs.grad[:, 2:])
+    assert inputs.grad is not None and input_gradients is not None
+    th.testing.assert_close(input_gradients, inputs.grad[:, 2:].t())
 
 
 def test_input_gradients_alone_leave_the_parameter_gradients_untouched():
     lean = LeanMLP(_mlp(squash=False))
-    _, activations = lean.forward(th.randn(4, 5))
+    _, activations = lean.forward(th.randn(5, 4))
     before = [gradient.clone() for gradient in lean.gradients]
-    input_gradients = lean.backward(activations, th.randn(4, 3), input_columns=slice(0, 5), parameter_gradients=False)
-    assert input_gradients is not None and input_gradients.shape == (4, 5)
+    input_gradients = lean.backward(activations, th.randn(3, 4), input_rows=slice(0, 5), parameter_gradients=False)
+    assert input_gradients is not None and input_gradients.shape == (5, 4)
     assert all(th.equal(gradient, old) for gradient, old in zip(lean.gradients, before, strict=True))
 
 
@@ -56,7 +59,7 @@ def test_forward_follows_in_place_parameter_updates():
         for parameter in network.parameters():
             parameter.mul_(0.5)
     inputs = th.randn(3, 5)
-    th.testing.assert_close(lean.forward(inputs)[0], network(inputs).detach())
+    th.testing.assert_close(lean.forward(inputs.t())[0], network(inputs).detach().t())
 
 
 @pytest.mark.parametrize(
@@ -257,3 +260,21 @@ def test_target_passes_after_the_critic_pass_are_refused_because_they_share_buff
     lean.critic_outputs(batch.observations, batch.actions)
     with pytest.raises(RuntimeError, match="before critic_outputs"):
         lean.target_outputs(batch.next_observations, model._smooth_target_actions)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "MountainCarContinuous-v0"])
+def test_acting_through_the_actor_network_gives_the_actions_of_sb3_predict(env_id):
+    model = DDPGExt("MlpPolicy", env_id, policy_kwargs=dict(net_arch=[16]), **FAST)
+    model.learn(FAST["learning_starts"] + 5)
+    assert model._acts_through_mu
+    model._last_obs = np.stack([model.observation_space.sample() for _ in range(model.n_envs)])
+    ours = model._sample_action(learning_starts=0)
+    theirs = OffPolicyAlgorithm._sample_action(model, learning_starts=0)
+    for our_array, their_array in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(our_array, their_array)
+
+
+@pytest.mark.parametrize("policy_kwargs", [dict(layer_norm=True), dict(activation_fn=nn.Tanh)])
+def test_actors_the_lean_update_cannot_run_act_through_predict(policy_kwargs):
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **policy_kwargs), **FAST)
+    assert not model._acts_through_mu

@@ -63,8 +63,12 @@ class _TargetsMixin(ReplayBuffer):
     ) -> ReplayBufferSamples | DictReplayBufferSamples:
         if self.optimize_memory_usage:  # SB3's memory-saving layout: SB3's gather
             return super()._get_samples(batch_inds, env)
-        # The same draw as SB3's buffers, so that a seed gives the same batches.
-        envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        # The same draw as SB3's buffers, so that a seed gives the same batches (with one env SB3 draws from
+        # randint(0, 1), which consumes no random numbers: zeros without the call).
+        if self.n_envs == 1:
+            envs = np.zeros(len(batch_inds), dtype=batch_inds.dtype)
+        else:
+            envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         return self.uniform_samples_class(**self._transitions(batch_inds, envs, env))
 
     def _targets(
@@ -92,7 +96,7 @@ class _TargetsMixin(ReplayBuffer):
 
     def _transitions(self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None) -> dict[str, Any]:
         """SB3's sample fields of the transitions at ``(rows, envs)``, as keyword arguments."""
-        slots = rows * self.n_envs + envs
+        slots = rows if self.n_envs == 1 else rows * self.n_envs + envs
         next_slots, rewards, dones, discounts = self._targets(rows, envs, slots, env)
         return dict(
             observations=self._observations_at(self.observations, slots, env),
@@ -110,7 +114,8 @@ class _TargetsMixin(ReplayBuffer):
 
     def _tensor(self, array: np.ndarray) -> th.Tensor:
         # from_numpy shares the freshly gathered array: no second copy on CPU.
-        return th.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        tensor = th.from_numpy(np.ascontiguousarray(array))
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
 
     def _column(self, array: np.ndarray) -> th.Tensor:
         return self._tensor(array.astype(np.float32, copy=False).reshape(-1, 1))

@@ -32,6 +32,9 @@ class LeanMLP:
     kept feature-major (``features x batch``): on this CPU the forward product ``W x^T`` is about 8% faster
     than ``x W^T`` for a 400-300 layer and the backward products are not slower.
 
+    Inputs and outputs are feature-major too, so that networks chained by hand (actor into critic) need no
+    transposed copies between them.
+
     Because of that reuse, a pass overwrites the activations of the previous pass of the same object (and of
     the objects that share its pools): call :meth:`backward` before the next :meth:`forward`. The parameters
     are the module's own tensors, so optimizer steps and target-network averaging done in place are seen
@@ -103,20 +106,17 @@ class LeanMLP:
             buffers.append(pool[key])
         return buffers
 
-    def forward(self, inputs: th.Tensor, weight_gradients: bool = True) -> tuple[th.Tensor, list[th.Tensor]]:
+    def forward(self, inputs: th.Tensor) -> tuple[th.Tensor, list[th.Tensor]]:
         """
-        :param inputs: shape ``(batch, in_features)``
-        :param weight_gradients: whether a :meth:`backward` with parameter gradients follows (then the
-            inputs are copied feature-major, which makes the first layer's weight gradient 3x faster; the
-            result is the same either way)
-        :return: the outputs, shape ``(batch, out_features)`` (a transposed view), and the activations that
-            :meth:`backward` needs (valid until the next forward pass)
+        :param inputs: feature-major, shape ``(in_features, batch)``; give a contiguous tensor when a :meth:`backward`
+            with parameter gradients follows (the first layer's weight gradient is then 3x faster; the result is
+            the same either way), a transposed view is fine otherwise
+        :return: the outputs, feature-major ``(out_features, batch)``, and the activations that :meth:`backward`
+            needs (valid until the next forward pass)
         """
-        hidden = inputs.t()
-        if weight_gradients:
-            hidden = hidden.contiguous()
-        if hidden.shape[1] != self._batch_size:
-            self._allocate(hidden.shape[1])
+        if inputs.shape[1] != self._batch_size:
+            self._allocate(inputs.shape[1])
+        hidden = inputs
         activations = [hidden]
         for layer, buffer in zip(self._layers, self._hidden, strict=False):  # the hidden layers: all but the last
             hidden = th.addmm(layer.column_bias, layer.weight, hidden, out=buffer).relu_()
@@ -126,26 +126,27 @@ class LeanMLP:
         if self.squashed:
             outputs.tanh_()
         activations.append(outputs)
-        return outputs.t(), activations
+        return outputs, activations
 
     def backward(
         self,
         activations: list[th.Tensor],
         output_gradients: th.Tensor,
-        input_columns: slice | None = None,
+        input_rows: slice | None = None,
         parameter_gradients: bool = True,
     ) -> th.Tensor | None:
         """
         Write the gradients of the parameters into :attr:`gradients` (overwritten, not accumulated).
 
         :param activations: from :meth:`forward`
-        :param output_gradients: gradient of the loss with respect to the outputs, shape ``(batch, out_features)``
-        :param input_columns: also return the gradient with respect to these input columns
+        :param output_gradients: gradient of the loss with respect to the outputs, feature-major
+            ``(out_features, batch)``
+        :param input_rows: also return the gradient with respect to these input features
         :param parameter_gradients: False to only propagate the gradient to the inputs (one product per layer
             instead of two)
-        :return: that input gradient, shape ``(batch, n_columns)``, or None
+        :return: that input gradient, feature-major ``(n_features, batch)``, or None
         """
-        gradient = output_gradients.t()
+        gradient = output_gradients
         if self.squashed:
             gradient = th.ops.aten.tanh_backward(gradient, activations[-1])  # gradient * (1 - tanh^2)
         for index in range(len(self._layers) - 1, 0, -1):
@@ -157,9 +158,9 @@ class LeanMLP:
         first = self._layers[0]
         if parameter_gradients:
             self._parameter_gradients(first, activations[0], gradient)
-        if input_columns is None:
+        if input_rows is None:
             return None
-        return th.mm(first.transposed_weight[input_columns], gradient).t()
+        return th.mm(first.transposed_weight[input_rows], gradient)
 
     @staticmethod
     def _parameter_gradients(

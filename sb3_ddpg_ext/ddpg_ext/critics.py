@@ -96,14 +96,15 @@ class Critic(BaseModel):
         """
         return outputs.squeeze(-1)
 
-    def q_value_gradients(self, outputs: th.Tensor) -> th.Tensor:
+    def q_value_gradients(self, outputs: th.Tensor, scale: float = 1.0) -> th.Tensor:
         """
         The derivative of each Q-value with respect to the outputs it is read from (for gradients derived by hand).
 
         :param outputs: shape ``(..., n_outputs)``
-        :return: ``dQ / d outputs``, the same shape
+        :param scale: a factor applied to the result (e.g. ``-1 / batch_size`` for the loss ``-mean Q``)
+        :return: ``scale * dQ / d outputs``, the same shape
         """
-        return th.ones_like(outputs)
+        return th.full_like(outputs, scale)
 
 
 class CategoricalCritic(Critic):
@@ -127,7 +128,7 @@ class CategoricalCritic(Critic):
     def q_values(self, outputs: th.Tensor) -> th.Tensor:
         return expected_value(outputs, self.atoms)
 
-    def q_value_gradients(self, outputs: th.Tensor) -> th.Tensor:
+    def q_value_gradients(self, outputs: th.Tensor, scale: float = 1.0) -> th.Tensor:
         # Q = sum_j softmax(x)_j z_j, so dQ/dx_j = p_j (z_j - Q).
         probabilities = th.softmax(outputs, dim=-1)
-        return probabilities * (self.atoms - (probabilities @ self.atoms).unsqueeze(-1))
+        return (probabilities * (self.atoms - (probabilities @ self.atoms).unsqueeze(-1))).mul_(scale)

@@ -47,7 +47,8 @@ class LeanUpdate:
         self.actor = LeanMLP(policy.actor.mu, second, gradients)
         self.readout = policy.critic  # Q-values of the outputs and their derivative (scalar or categorical)
         self._critic_activations_pending = False  # between critic_outputs and step_critics
-        self.action_columns = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
+        self._observation_features: tuple[PyTorchObs | None, th.Tensor] = (None, th.empty(0))
+        self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self.critic_step = OptimizerStep(
             policy.critic.optimizer,
             [tensor for critic in self.critics for tensor in critic.parameters],
@@ -80,10 +81,22 @@ class LeanUpdate:
         return cls(policy) if optimizers_match else None
 
     @staticmethod
-    def _features(observations: PyTorchObs) -> th.Tensor:
-        # FlattenExtractor on a non-image Box space: preprocessing is a cast to float.
+    def _feature_rows(observations: PyTorchObs, contiguous: bool) -> th.Tensor:
+        """
+        Feature-major float features, shape ``(features, batch)`` (FlattenExtractor on a non-image Box space:
+        preprocessing is a cast to float); cast and transposed in one copy when ``contiguous``, else a view
+        where no cast is needed.
+        """
         assert isinstance(observations, th.Tensor)
-        return observations.flatten(1).float()
+        rows = observations.flatten(1).t()
+        return rows.to(th.float32, memory_format=th.contiguous_format) if contiguous else rows.float()
+
+    @staticmethod
+    def _stacked(outputs: list[th.Tensor]) -> th.Tensor:
+        """Feature-major outputs of the critics as ``(batch, n_critics, n_outputs)`` (views only for one critic)."""
+        if len(outputs) == 1:
+            return outputs[0].t().unsqueeze(1)
+        return th.stack([output.t() for output in outputs], dim=1)
 
     def target_outputs(self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor]) -> th.Tensor:
         """
@@ -94,17 +107,19 @@ class LeanUpdate:
             raise RuntimeError(
                 "target_outputs() must come before critic_outputs(): the first critic reuses the targets' buffers"
             )
-        features = self._features(next_observations)
-        next_actions = smooth(self.actor_target.forward(features, weight_gradients=False)[0])
-        inputs = th.cat([features, next_actions], dim=1)
-        return th.stack([critic.forward(inputs, weight_gradients=False)[0] for critic in self.critic_targets], dim=1)
+        features = self._feature_rows(next_observations, contiguous=False)
+        next_actions = smooth(self.actor_target.forward(features)[0].t())
+        inputs = th.cat([features, next_actions.t()])
+        return self._stacked([critic.forward(inputs)[0] for critic in self.critic_targets])
 
     def critic_outputs(self, observations: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, list[list[th.Tensor]]]:
         """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, n_outputs)``, and what the backward passes need."""
-        inputs = th.cat([self._features(observations), actions], dim=1)
+        features = self._feature_rows(observations, contiguous=True)
+        self._observation_features = (observations, features)  # the actor step of this update reads them again
+        inputs = th.cat([features, actions.t()])
         passes = [critic.forward(inputs) for critic in self.critics]
         self._critic_activations_pending = True
-        return th.stack([outputs for outputs, _ in passes], dim=1), [activations for _, activations in passes]
+        return self._stacked([outputs for outputs, _ in passes]), [activations for _, activations in passes]
 
     def step_critics(self, activations: list[list[th.Tensor]], output_gradients: th.Tensor) -> None:
         """
@@ -115,7 +130,7 @@ class LeanUpdate:
             ``(batch, n_critics, n_outputs)``
         """
         for index, critic in enumerate(self.critics):
-            critic.backward(activations[index], output_gradients[:, index])
+            critic.backward(activations[index], output_gradients[:, index].t())
         self._critic_activations_pending = False
         self.critic_step.step()
 
@@ -125,16 +140,20 @@ class LeanUpdate:
 
         :return: the actor loss
         """
-        features = self._features(observations)
+        cached_observations, features = self._observation_features
+        if cached_observations is not observations:
+            features = self._feature_rows(observations, contiguous=True)
+        self._observation_features = (None, features)
         actions, actor_activations = self.actor.forward(features)
         critic = self.critics[0]
-        outputs, critic_activations = critic.forward(th.cat([features, actions], dim=1), weight_gradients=False)
+        outputs, critic_activations = critic.forward(th.cat([features, actions]))
+        q_outputs = outputs.t()
         # d(-mean Q)/d outputs; only the critic's action inputs are differentiated, not its parameters.
-        output_gradients = self.readout.q_value_gradients(outputs) * (-1.0 / outputs.shape[0])
+        output_gradients = self.readout.q_value_gradients(q_outputs, scale=-1.0 / q_outputs.shape[0])
         action_gradients = critic.backward(
-            critic_activations, output_gradients, input_columns=self.action_columns, parameter_gradients=False
+            critic_activations, output_gradients.t(), input_rows=self.action_rows, parameter_gradients=False
         )
         assert action_gradients is not None
         self.actor.backward(actor_activations, action_gradients)
         self.actor_step.step()
-        return -self.readout.q_values(outputs).mean()
+        return -self.readout.q_values(q_outputs).mean()
