@@ -25,9 +25,12 @@ class OptimizerStep:
             raise ValueError("`parameters` must be the optimizer's single parameter group, in its order")
         self.optimizer = optimizer
         self.parameters = parameters
+        # Detached views (same storage) for the fused kernel: in-place updates of them need no no_grad() context.
+        self._parameter_data = [parameter.detach() for parameter in parameters]
         self.gradients = gradients
         self._states: list[list[th.Tensor]] | None = None
         self._packed_steps = th.zeros(0)
+        self._one = th.ones(())  # a tensor increment: adding a Python number costs twice as much
 
     @staticmethod
     def matches(optimizer: th.optim.Optimizer, parameters: Sequence[th.Tensor]) -> bool:
@@ -48,17 +51,17 @@ class OptimizerStep:
             and hasattr(th, "_fused_adam_")
         )
 
-    @th.no_grad()
     def step(self) -> None:
         if self._states is None or not self._states_current():
-            self._step_through_optimizer()
+            with th.no_grad():
+                self._step_through_optimizer()
             return
         group = self.optimizer.param_groups[0]
         exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = self._states
-        self._packed_steps.add_(1)  # every parameter's step count: they are views of this tensor
+        self._packed_steps.add_(self._one)  # every parameter's step count: they are views of this tensor
         kernel = th._fused_adamw_ if group.get("decoupled_weight_decay", False) else th._fused_adam_
         kernel(
-            self.parameters,
+            self._parameter_data,
             self.gradients,
             exp_avgs,
             exp_avg_sqs,
