@@ -548,11 +548,9 @@ class DDPGExt(OffPolicyAlgorithm):
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        if self.num_timesteps < learning_starts:
+        if self.num_timesteps < learning_starts or (self.param_noise is None and not self._acts_through_mu):
             return super()._sample_action(learning_starts, action_noise, n_envs)
         if self.param_noise is None:
-            if not self._acts_through_mu:
-                return super()._sample_action(learning_starts, action_noise, n_envs)
             return self._sample_action_through_mu(action_noise, n_envs)
         # One perturbation per episode (the first env's episodes when several run), as in the paper.
         if self.param_noise.perturbed_actor is None or self._perturbed_at_episode != self._episode_num:
@@ -563,10 +561,7 @@ class DDPGExt(OffPolicyAlgorithm):
         with th.no_grad():
             scaled_action = self.param_noise.perturbed_actor(observations).cpu().numpy()
         assert isinstance(self.action_space, spaces.Box)
-        scaled_action = scaled_action.reshape((n_envs, *self.action_space.shape))
-        if action_noise is not None:
-            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
-        return self.policy.unscale_action(scaled_action), scaled_action
+        return self._noisy_actions(scaled_action.reshape((n_envs, *self.action_space.shape)), action_noise)
 
     def _sample_action_through_mu(self, action_noise: ActionNoise | None, n_envs: int) -> tuple[np.ndarray, np.ndarray]:
         """
@@ -581,7 +576,10 @@ class DDPGExt(OffPolicyAlgorithm):
             actor_outputs = self.actor.mu(observations).cpu().numpy().reshape((n_envs, *self.action_space.shape))
         # Through the env's action scale and back, as SB3 does (predict unscales, _sample_action rescales):
         # the buffer then holds the same floats.
-        scaled_action = self.policy.scale_action(self.policy.unscale_action(actor_outputs))
+        return self._noisy_actions(self.policy.scale_action(self.policy.unscale_action(actor_outputs)), action_noise)
+
+    def _noisy_actions(self, scaled_action: np.ndarray, action_noise: ActionNoise | None) -> tuple[np.ndarray, np.ndarray]:
+        """SB3's tail of ``_sample_action``: the action noise added and clipped in [-1, 1]; (env action, buffer action)."""
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action

@@ -108,6 +108,8 @@ class LeanUpdate:
                 "target_outputs() must come before critic_outputs(): the first critic reuses the targets' buffers"
             )
         features = self._feature_rows(next_observations, contiguous=False)
+        # Smoothed as a (batch, actions) view of the feature-major output: the same noise distribution as the autograd
+        # path, but randn_like fills memory order, so with several action dims the draws land on other elements.
         next_actions = smooth(self.actor_target.forward(features)[0].t())
         inputs = th.cat([features, next_actions.t()])
         return self._stacked([critic.forward(inputs)[0] for critic in self.critic_targets])
