@@ -278,3 +278,19 @@ def test_acting_through_the_actor_network_gives_the_actions_of_sb3_predict(env_i
 def test_actors_the_lean_update_cannot_run_act_through_predict(policy_kwargs):
     model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **policy_kwargs), **FAST)
     assert not model._acts_through_mu
+
+
+def test_state_made_during_the_lean_update_outlives_its_inference_mode():
+    # The first lean update creates the optimizer state and the hidden-layer buffers inside inference mode.
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16]), **FAST)
+    model.learn(FAST["learning_starts"] + 2)
+    lean = model._lean
+    assert lean is not None
+    kept = [lean.actor._hidden[0], lean.critics[0]._hidden_gradients[0], lean.actor_step._packed_steps]
+    for optimizer in (model.actor.optimizer, model.critic.optimizer):
+        kept += [tensor for state in optimizer.state.values() for tensor in state.values()]
+    assert not any(tensor.is_inference() for tensor in kept)
+    # Autograd and the optimizers' own step can take over from there.
+    model.lean_update = False
+    model._create_aliases()
+    model.train(gradient_steps=2, batch_size=32)

@@ -90,9 +90,11 @@ class LeanMLP:
         )
 
     def _allocate(self, batch_size: int) -> None:
-        self._hidden = self._buffers(self._activation_pool, batch_size)
-        self._hidden_gradients = self._buffers(self._gradient_pool, batch_size)
-        self._hidden_transposed = [hidden.t() for hidden in self._hidden]  # resolved once: views cost a dispatch each
+        # Normal tensors even when the first pass runs in inference mode: they outlive it.
+        with th.inference_mode(False):
+            self._hidden = self._buffers(self._activation_pool, batch_size)
+            self._hidden_gradients = self._buffers(self._gradient_pool, batch_size)
+            self._hidden_transposed = [hidden.t() for hidden in self._hidden]  # resolved once: a view costs a dispatch
         self._batch_size = batch_size
 
     def _buffers(self, pool: BufferPool, batch_size: int) -> list[th.Tensor]:

@@ -53,7 +53,8 @@ class OptimizerStep:
 
     def step(self) -> None:
         if self._states is None or not self._states_current():
-            with th.no_grad():
+            # The optimizer's state may be created here: normal tensors, even when called in inference mode.
+            with th.inference_mode(False), th.no_grad():
                 self._step_through_optimizer()
             return
         group = self.optimizer.param_groups[0]

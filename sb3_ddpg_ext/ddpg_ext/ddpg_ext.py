@@ -343,28 +343,37 @@ class DDPGExt(OffPolicyAlgorithm):
             prioritized.set_progress(1.0 - self._current_progress_remaining)
 
         stats: dict[str, list[th.Tensor]] = defaultdict(list)
-        for _ in range(gradient_steps):
-            self._n_updates += 1
-            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-
-            critic_loss, priorities, current_q = self._update_critic(batch)
-            if prioritized is not None:
-                prioritized.update_priorities(batch.indices, priorities)  # type: ignore[attr-defined]
-                stats["is_weight_mean"].append(batch.weights.mean())  # type: ignore[attr-defined]
-
-            if self._n_updates % self.policy_delay == 0:
-                stats["actor_loss"].append(self._update_actor(batch.observations))
-                self._update_target_networks()
-            if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
-                self.param_noise.adapt(self.actor, batch.observations)
-
-            stats["critic_loss"].append(critic_loss.detach())
-            stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(
-                priorities.mean()
-            )
-            stats["q_mean"].append(current_q.mean())
-
+        # The lean update records no graph: in inference mode every tensor op skips autograd's dispatch layers
+        # (~12% of a small network's update). The tensors it keeps across updates are made outside it.
+        with th.inference_mode(self._lean is not None):
+            for _ in range(gradient_steps):
+                self._gradient_step(batch_size, prioritized, stats)
         self._record_train_stats(stats, prioritized)
+
+    def _gradient_step(
+        self, batch_size: int, prioritized: PrioritizedSampling | None, stats: dict[str, list[th.Tensor]]
+    ) -> None:
+        """One critic update on a fresh batch, then the actor and targets every ``policy_delay`` updates."""
+        assert self.replay_buffer is not None
+        self._n_updates += 1
+        batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+
+        critic_loss, priorities, current_q = self._update_critic(batch)
+        if prioritized is not None:
+            prioritized.update_priorities(batch.indices, priorities)  # type: ignore[attr-defined]
+            stats["is_weight_mean"].append(batch.weights.mean())  # type: ignore[attr-defined]
+
+        if self._n_updates % self.policy_delay == 0:
+            stats["actor_loss"].append(self._update_actor(batch.observations))
+            self._update_target_networks()
+        if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
+            self.param_noise.adapt(self.actor, batch.observations)
+
+        stats["critic_loss"].append(critic_loss.detach())
+        stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(
+            priorities.mean()
+        )
+        stats["q_mean"].append(current_q.mean())
 
     def _update_critic(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """One optimizer step of the critics on :meth:`_critic_loss`; returns what that returns."""
@@ -572,7 +581,7 @@ class DDPGExt(OffPolicyAlgorithm):
         """
         assert self._last_obs is not None and isinstance(self.action_space, spaces.Box)
         observations = th.as_tensor(self._last_obs, device=self.device).flatten(1).float()
-        with th.no_grad():
+        with th.inference_mode():
             actor_outputs = self.actor.mu(observations).cpu().numpy().reshape((n_envs, *self.action_space.shape))
         # Through the env's action scale and back, as SB3 does (predict unscales, _sample_action rescales):
         # the buffer then holds the same floats.
