@@ -2,9 +2,11 @@
 
 import copy
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.torch_layers import create_mlp
@@ -128,11 +130,30 @@ def test_optimizer_step_needs_the_optimizer_parameters_in_order():
         OptimizerStep(optimizer, parameters[::-1], [th.zeros_like(parameter) for parameter in parameters[::-1]])
 
 
-def _pair(**kwargs):
+class ReachEnv(gym.Env):
+    """A point in 3-D pushed by a 3-D action toward the origin: several action dimensions, no extra dependency."""
+
+    observation_space = spaces.Box(-10.0, 10.0, (3,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._position = self.np_random.uniform(-1.0, 1.0, 3).astype(np.float32)
+        self._steps = 0
+        return self._position.copy(), {}
+
+    def step(self, action):
+        self._position = np.clip(self._position + 0.1 * action, -10.0, 10.0).astype(np.float32)
+        self._steps += 1
+        return self._position.copy(), -float(np.linalg.norm(self._position)), False, self._steps == 50, {}
+
+
+def _pair(env_id="Pendulum-v1", **kwargs):
     """A lean model and an autograd model with the same weights, optimizer state and replay buffer."""
-    reference = DDPGExt("MlpPolicy", "Pendulum-v1", lean_update=False, **FAST, **kwargs)
+    env = ReachEnv() if env_id == "reach" else env_id
+    reference = DDPGExt("MlpPolicy", env, lean_update=False, **FAST, **kwargs)
     reference.learn(150)
-    model = DDPGExt("MlpPolicy", "Pendulum-v1", **FAST, **kwargs)
+    model = DDPGExt("MlpPolicy", env, **FAST, **kwargs)
     model.policy.load_state_dict(reference.policy.state_dict())
     for optimizer, reference_optimizer in (
         (model.actor.optimizer, reference.actor.optimizer),
@@ -169,6 +190,14 @@ def _record_priorities(buffer) -> list[th.Tensor]:
             target_policy_noise=0.2,
             target_noise_clip=0.5,
         ),
+        # Target policy smoothing draws its noise per (sample, action): the lean update's layout must not move it.
+        dict(
+            env_id="reach",
+            policy_kwargs=dict(net_arch=[32, 32], n_critics=2),
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+        ),
         # Three critics: buffers of each pool (targets + first critic, actor + second critic, the third's own).
         dict(policy_kwargs=dict(net_arch=[32, 32], n_critics=3), policy_delay=2),
         dict(policy_kwargs=dict(net_arch=[32, 32]), replay_buffer_class=PrioritizedReplayBuffer, n_steps=3),
@@ -179,7 +208,7 @@ def _record_priorities(buffer) -> list[th.Tensor]:
             n_steps=3,
         ),
     ],
-    ids=["ddpg", "td3", "three-critics", "prioritized-3-step", "sgd", "categorical-prioritized"],
+    ids=["ddpg", "td3", "td3-three-actions", "three-critics", "prioritized-3-step", "sgd", "categorical-prioritized"],
 )
 def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
     model, reference = _pair(**kwargs)

@@ -25,3 +25,8 @@ def evaluation_mode(model: BaseModel) -> Iterator[None]:
         yield
     finally:
         model.set_training_mode(True)
+
+
+def without_graph(tensor: th.Tensor) -> th.Tensor:
+    """``tensor.detach()`` when it is part of an autograd graph; otherwise ``tensor`` itself, without an op."""
+    return tensor.detach() if tensor.requires_grad else tensor

@@ -21,7 +21,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling, UniformReplayBuffer
 from sb3_ddpg_ext.common.distributional import categorical_projection
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
-from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode
+from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode, without_graph
 from sb3_ddpg_ext.common.validation import (
     accepted_keyword_arguments,
     check_bounded_box_action_space,
@@ -369,7 +369,7 @@ class DDPGExt(OffPolicyAlgorithm):
         if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
             self.param_noise.adapt(self.actor, batch.observations)
 
-        stats["critic_loss"].append(critic_loss.detach())
+        stats["critic_loss"].append(without_graph(critic_loss))
         stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(
             priorities.mean()
         )
@@ -388,7 +388,8 @@ class DDPGExt(OffPolicyAlgorithm):
     def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """The same step with the lean update's passes and the gradient of :meth:`_critic_loss` written out."""
         assert self._lean is not None
-        next_outputs = self._lean.target_outputs(batch.next_observations, self._smooth_target_actions)
+        smooth = self._smooth_target_actions if self.target_policy_noise > 0 else None
+        next_outputs = self._lean.target_outputs(batch.next_observations, smooth)
         outputs, activations = self._lean.critic_outputs(batch.observations, batch.actions)
         target = self._td_target(batch, next_outputs)
         critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
@@ -457,7 +458,8 @@ class DDPGExt(OffPolicyAlgorithm):
     def _smooth_target_actions(self, actions: th.Tensor) -> th.Tensor:
         """TD3's target policy smoothing: clipped Gaussian noise on the target actions (when switched on)."""
         if self.target_policy_noise > 0:
-            noise = th.randn_like(actions) * self.target_policy_noise
+            # Drawn in (batch, action) order whatever the layout of `actions` (the lean update's is transposed).
+            noise = th.randn(actions.shape, dtype=actions.dtype, device=actions.device) * self.target_policy_noise
             if self.target_noise_clip > 0:
                 noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
             actions = (actions + noise).clamp(-1.0, 1.0)
@@ -509,11 +511,11 @@ class DDPGExt(OffPolicyAlgorithm):
             q_values = self.critic.q_values(outputs)
             td_errors = q_values - target
             per_critic_loss = td_errors.square()
-            priorities = td_errors.detach().abs().mean(dim=1)
+            priorities = without_graph(td_errors).abs().mean(dim=1)
         per_sample_loss = per_critic_loss.sum(dim=1)
         weights = getattr(batch, "weights", None)
         loss = per_sample_loss.mean() if weights is None else (per_sample_loss * weights.view(-1)).mean()
-        return loss, priorities, q_values.detach()
+        return loss, priorities, without_graph(q_values)
 
     def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
         """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""

@@ -48,6 +48,7 @@ class LeanUpdate:
         self.readout = policy.critic  # Q-values of the outputs and their derivative (scalar or categorical)
         self._critic_activations_pending = False  # between critic_outputs and step_critics
         self._observation_features: tuple[PyTorchObs | None, th.Tensor] = (None, th.empty(0))
+        self._inputs = policy.critic.q_networks[0][0].weight.new_empty(0)  # see _critic_inputs
         self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self.critic_step = OptimizerStep(
             policy.critic.optimizer,
@@ -81,44 +82,59 @@ class LeanUpdate:
         return cls(policy) if optimizers_match else None
 
     @staticmethod
-    def _feature_rows(observations: PyTorchObs, contiguous: bool) -> th.Tensor:
+    def _observation_rows(observations: PyTorchObs) -> th.Tensor:
         """
-        Feature-major float features, shape ``(features, batch)`` (FlattenExtractor on a non-image Box space:
-        preprocessing is a cast to float); cast and transposed in one copy when ``contiguous``, else a view
-        where no cast is needed.
+        The observations feature-major, ``(features, batch)``, as a view (FlattenExtractor on a non-image Box space;
+        its preprocessing, a cast to float, is left to the copy that reads them).
         """
         assert isinstance(observations, th.Tensor)
-        rows = observations.flatten(1).t()
-        return rows.to(th.float32, memory_format=th.contiguous_format) if contiguous else rows.float()
+        return (observations if observations.dim() == 2 else observations.flatten(1)).t()
 
     @staticmethod
     def _stacked(outputs: list[th.Tensor]) -> th.Tensor:
-        """Feature-major outputs of the critics as ``(batch, n_critics, n_outputs)`` (views only for one critic)."""
-        if len(outputs) == 1:
-            return outputs[0].t().unsqueeze(1)
-        return th.stack([output.t() for output in outputs], dim=1)
+        """Feature-major outputs of the critics as ``(batch, n_critics, n_outputs)`` (a view for one critic)."""
+        if len(outputs) > 1:
+            return th.stack([output.t() for output in outputs], dim=1)
+        output = outputs[0]
+        return output.view(-1, 1, 1) if output.shape[0] == 1 else output.t().unsqueeze(1)
 
-    def target_outputs(self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor]) -> th.Tensor:
+    def _critic_inputs(self, observation_rows: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """``[s; a]`` feature-major and contiguous, in a buffer every update reuses: cast, transposed, joined in one copy."""
+        shape = (self.critics[0].linears[0].in_features, observation_rows.shape[1])
+        if self._inputs.shape != shape:
+            with th.inference_mode(False):  # it outlives an update run in inference mode
+                self._inputs = self._inputs.new_empty(shape)
+        return th.cat([observation_rows, actions.t()], out=self._inputs)
+
+    def target_outputs(
+        self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor] | None = None
+    ) -> th.Tensor:
         """
         The target critics' outputs for ``(s', smooth(mu'(s')))``, shape ``(batch, n_critics, n_outputs)``; call it
         before :meth:`critic_outputs` (they share buffers).
+
+        :param smooth: target policy smoothing, given the actions as ``(batch, actions)`` (a view of the feature-major
+            output: it must not rely on their memory layout); None for none
         """
         if self._critic_activations_pending:
             raise RuntimeError(
                 "target_outputs() must come before critic_outputs(): the first critic reuses the targets' buffers"
             )
-        features = self._feature_rows(next_observations, contiguous=False)
-        # Smoothed as a (batch, actions) view of the feature-major output: the same noise distribution as the autograd
-        # path, but randn_like fills memory order, so with several action dims the draws land on other elements.
-        next_actions = smooth(self.actor_target.forward(features)[0].t())
-        inputs = th.cat([features, next_actions.t()])
+        features = self._observation_rows(next_observations)
+        if features.dtype != th.float32:
+            features = features.float()
+        next_actions = self.actor_target.forward(features)[0]
+        if smooth is not None:
+            next_actions = smooth(next_actions.t()).t()
+        inputs = th.cat([features, next_actions])
         return self._stacked([critic.forward(inputs)[0] for critic in self.critic_targets])
 
     def critic_outputs(self, observations: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, list[list[th.Tensor]]]:
         """The critics' outputs for ``(s, a)``, shape ``(batch, n_critics, n_outputs)``, and what the backward passes need."""
-        features = self._feature_rows(observations, contiguous=True)
+        rows = self._observation_rows(observations)
+        inputs = self._critic_inputs(rows, actions)
+        features = inputs[: rows.shape[0]]
         self._observation_features = (observations, features)  # the actor step of this update reads them again
-        inputs = th.cat([features, actions.t()])
         passes = [critic.forward(inputs) for critic in self.critics]
         self._critic_activations_pending = True
         return self._stacked([outputs for outputs, _ in passes]), [activations for _, activations in passes]
@@ -143,8 +159,8 @@ class LeanUpdate:
         :return: the actor loss
         """
         cached_observations, features = self._observation_features
-        if cached_observations is not observations:
-            features = self._feature_rows(observations, contiguous=True)
+        if cached_observations is not observations:  # contiguous: the first layer's weight gradient is faster then
+            features = self._observation_rows(observations).to(th.float32, memory_format=th.contiguous_format)
         self._observation_features = (None, features)
         actions, actor_activations = self.actor.forward(features)
         critic = self.critics[0]
