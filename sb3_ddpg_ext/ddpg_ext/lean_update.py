@@ -48,7 +48,7 @@ class LeanUpdate:
         self.readout = policy.critic  # Q-values of the outputs and their derivative (scalar or categorical)
         self._critic_activations_pending = False  # between critic_outputs and step_critics
         self._observation_features: tuple[PyTorchObs | None, th.Tensor] = (None, th.empty(0))
-        self._inputs = policy.critic.q_networks[0][0].weight.new_empty(0)  # see _critic_inputs
+        self._inputs = self.critics[0].linears[0].weight.new_empty(0)  # see _critic_inputs
         self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self.critic_step = OptimizerStep(
             policy.critic.optimizer,
