@@ -14,6 +14,7 @@ class _Layer(NamedTuple):
 
     weight: th.Tensor
     transposed_weight: th.Tensor
+    bias: th.Tensor
     column_bias: th.Tensor
     weight_gradient: th.Tensor
     bias_gradient: th.Tensor
@@ -58,6 +59,7 @@ class LeanMLP:
             _Layer(
                 weight=layer.weight.detach(),
                 transposed_weight=layer.weight.detach().t(),
+                bias=layer.bias.detach(),
                 column_bias=layer.bias.detach().unsqueeze(1),
                 weight_gradient=self.gradients[2 * index],
                 bias_gradient=self.gradients[2 * index + 1],
@@ -129,6 +131,20 @@ class LeanMLP:
             outputs.tanh_()
         activations.append(outputs)
         return outputs, activations
+
+    def predict(self, inputs: th.Tensor) -> th.Tensor:
+        """
+        The outputs for batch-major ``inputs``, ``(batch, in_features)``, as ``(batch, out_features)`` in new tensors
+        (the activations of the last :meth:`forward` are kept). ``nn.Linear``'s own product (``addmm(b, x, W^T)``), so
+        the same floats as the module's forward, without its module calls (for acting: ~45 us less per call for a
+        400-300 actor on this CPU; the feature-major product would round differently for some inputs).
+        """
+        hidden = inputs
+        for layer in self._layers[:-1]:
+            hidden = th.addmm(layer.bias, hidden, layer.transposed_weight).relu_()
+        last = self._layers[-1]
+        outputs = th.addmm(last.bias, hidden, last.transposed_weight)
+        return outputs.tanh_() if self.squashed else outputs
 
     def backward(
         self,

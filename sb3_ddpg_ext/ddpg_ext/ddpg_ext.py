@@ -577,14 +577,13 @@ class DDPGExt(OffPolicyAlgorithm):
     def _sample_action_through_mu(self, action_noise: ActionNoise | None, n_envs: int) -> tuple[np.ndarray, np.ndarray]:
         """
         SB3's ``_sample_action`` after ``learning_starts`` for the policies the lean update runs (flattened Box
-        observations, a plain MLP actor, TD3's ``predict``), with the actor's MLP called directly: the same actions,
-        without ``predict``'s per-call input checks and mode switches (~40% of a 400-300 actor's acting time on
-        this CPU: 125 instead of 200 us).
+        observations, a plain MLP actor, TD3's ``predict``), with the actor's layers called directly (the lean update's
+        :meth:`~sb3_ddpg_ext.ddpg_ext.lean_update.LeanUpdate.act`): the same actions, without ``predict``'s per-call
+        input checks and mode switches and without module calls (a 400-300 actor on this CPU: ~70 instead of ~200 us).
         """
-        assert self._last_obs is not None and isinstance(self.action_space, spaces.Box)
-        observations = th.as_tensor(self._last_obs, device=self.device).flatten(1).float()
+        assert self._lean is not None and isinstance(self._last_obs, np.ndarray) and isinstance(self.action_space, spaces.Box)
         with th.inference_mode():
-            actor_outputs = self.actor.mu(observations).cpu().numpy().reshape((n_envs, *self.action_space.shape))
+            actor_outputs = self._lean.act(self._last_obs).reshape((n_envs, *self.action_space.shape))
         # Through the env's action scale and back, as SB3 does (predict unscales, _sample_action rescales):
         # the buffer then holds the same floats.
         return self._noisy_actions(self.policy.scale_action(self.policy.unscale_action(actor_outputs)), action_noise)

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
@@ -105,6 +106,12 @@ class LeanUpdate:
             with th.inference_mode(False):  # it outlives an update run in inference mode
                 self._inputs = self._inputs.new_empty(shape)
         return th.cat([observation_rows, actions.t()], out=self._inputs)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """The actor's outputs (actions scaled to [-1, 1]) for a batch of observations, ``(batch, actions)``."""
+        inputs = th.as_tensor(observations, device=self.actor.parameters[0].device)
+        inputs = inputs if inputs.dim() == 2 else inputs.flatten(1)
+        return self.actor.predict(inputs if inputs.dtype == th.float32 else inputs.float()).cpu().numpy()
 
     def target_outputs(
         self, next_observations: PyTorchObs, smooth: Callable[[th.Tensor], th.Tensor] | None = None
