@@ -113,8 +113,8 @@ class _TargetsMixin(ReplayBuffer):
         return self._tensor(observations)
 
     def _tensor(self, array: np.ndarray) -> th.Tensor:
-        # from_numpy shares the freshly gathered array: no second copy on CPU.
-        tensor = th.from_numpy(np.ascontiguousarray(array))
+        # from_numpy shares the freshly gathered (contiguous) array: no second copy on CPU.
+        tensor = th.from_numpy(array)
         return tensor if self.device.type == "cpu" else tensor.to(self.device)
 
     def _column(self, array: np.ndarray) -> th.Tensor:
