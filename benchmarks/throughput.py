@@ -28,6 +28,11 @@ from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
 from sb3_ddpg_ext.presets import preset
 
 DDPG_DEFAULTS = "DDPG defaults (400-300)"
+TARGET_RATIO = 1.5  # DDPGExt / SB3 DDPG on the DDPG defaults (and >= 1.0 on every same-configuration row)
+# What a row compares, one section of the report each.
+SAME = "Same configuration on both sides"
+NEAREST = "DDPGExt's extensions beside the nearest SB3 / sb3-contrib configuration (not the same work per step)"
+INTERNAL = "Inside DDPGExt: what an extension costs, what the lean update gains"
 TD3_SETTINGS = dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)
 LEARNING_STARTS = 300
 
@@ -42,6 +47,7 @@ class Row:
     contender: Callable[..., BaseAlgorithm]
     kwargs: dict[str, Any] = field(default_factory=dict)
     baseline_name: str = "SB3 DDPG"
+    kind: str = SAME
 
 
 def with_settings(algorithm: Callable[..., BaseAlgorithm], **settings: Any) -> Callable[..., BaseAlgorithm]:
@@ -85,6 +91,7 @@ def rows(env_ids: list[str]) -> list[Row]:
             with_sb3_n_step(DDPG, 3),
             prioritized_n_step,
             baseline_name="SB3 DDPG, 3-step",
+            kind=NEAREST,
         ),
         # The presets with extensions SB3 lacks, beside SB3's nearest configuration (the ratio includes the
         # extensions' own cost: 51 atoms and a projection; BatchRenorm and a joint forward pass).
@@ -94,6 +101,7 @@ def rows(env_ids: list[str]) -> list[Row]:
             with_sb3_n_step(DDPG, 5),
             with_settings(DDPGExt, **preset("d4pg")),
             baseline_name="SB3 DDPG, 5-step",
+            kind=NEAREST,
         ),
         Row(
             "`ext` preset (CrossQ critics: BatchRenorm, no targets; 2 critics, delay 3, 3-step; 256-256)",
@@ -101,6 +109,7 @@ def rows(env_ids: list[str]) -> list[Row]:
             with_sb3_n_step(TD3, 3, policy_delay=3, policy_kwargs=dict(net_arch=[256, 256])),
             with_settings(DDPGExt, **preset("ext")),
             baseline_name="SB3 TD3, 256-256, delay 3, 3-step",
+            kind=NEAREST,
         ),
         # The same family in the SB3 ecosystem: sb3-contrib's CrossQ (BatchRenorm critics, no targets, a joint
         # forward pass of (s, a) and (s', a')) with the preset's sizes, delay, critics and n-step returns. Its actor
@@ -111,9 +120,17 @@ def rows(env_ids: list[str]) -> list[Row]:
             with_settings(CrossQ, n_steps=3, policy_delay=3, policy_kwargs=dict(net_arch=[256, 256])),
             with_settings(DDPGExt, **preset("ext")),
             baseline_name="sb3-contrib CrossQ, 256-256, delay 3, 3-step",
+            kind=NEAREST,
         ),
         # Not a comparison with SB3: what prioritization and n-step returns cost inside DDPGExt.
-        Row("PER + n_steps=3 (400-300)", pendulum, DDPGExt, prioritized_n_step, baseline_name="DDPGExt uniform"),
+        Row(
+            "PER + n_steps=3 (400-300)",
+            pendulum,
+            DDPGExt,
+            prioritized_n_step,
+            baseline_name="DDPGExt uniform",
+            kind=INTERNAL,
+        ),
         # Not a comparison with SB3 either: what the lean update (hand-derived gradients) gains over autograd.
         Row(
             DDPG_DEFAULTS,
@@ -121,6 +138,7 @@ def rows(env_ids: list[str]) -> list[Row]:
             with_settings(DDPGExt, lean_update=False),
             DDPGExt,
             baseline_name="DDPGExt, `lean_update=False`",
+            kind=INTERNAL,
         ),
     ]
     return table
@@ -199,6 +217,40 @@ def ceiling_rows(table: list[Row], speeds: dict[tuple[int, str], list[float]], s
     return lines
 
 
+def table_lines(
+    table: list[Row], speeds: dict[tuple[int, str], list[float]], ratios: dict[int, list[float]], kind: str
+) -> list[str]:
+    """The markdown table of the rows of one kind: medians of steps/s and of the per-repeat ratios, and every ratio."""
+    lines = [
+        "| env | configuration | baseline | baseline steps/s | DDPGExt steps/s | ratio | ratio per repeat |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for index, row in enumerate(table):
+        if row.kind != kind:
+            continue
+        baseline = statistics.median(speeds[(index, "baseline")])
+        contender = statistics.median(speeds[(index, "contender")])
+        each = " / ".join(f"{value:.2f}" for value in ratios[index])
+        lines.append(
+            f"| {row.env_id} | {row.name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | "
+            f"{statistics.median(ratios[index]):.2f} | {each} |"
+        )
+    return lines
+
+
+def target_lines(table: list[Row], ratios: dict[int, list[float]]) -> list[str]:
+    """Whether the same-configuration rows meet the targets: >= 1.5x SB3 DDPG on its defaults, >= 1.0x everywhere."""
+    medians = {index: statistics.median(ratios[index]) for index, row in enumerate(table) if row.kind == SAME}
+    defaults = {table[index].env_id: ratio for index, ratio in medians.items() if table[index].name == DDPG_DEFAULTS}
+    slowest = min(medians.values())
+    met = all(ratio >= TARGET_RATIO for ratio in defaults.values())
+    listed = ", ".join(f"{env_id} {ratio:.2f}" for env_id, ratio in defaults.items())
+    return [
+        f"Target {TARGET_RATIO}x SB3 DDPG on the DDPG defaults (median ratio): {listed}: **{'met' if met else 'not met'}**.",
+        f"No same-configuration row below 1.0: lowest median {slowest:.2f}: **{'met' if slowest >= 1.0 else 'not met'}**.",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
@@ -234,18 +286,11 @@ def main() -> None:
         f"one gradient step per env step, {args.threads} torch thread(s)). Each repeat builds both sides with the same "
         f"seed and times them in {args.chunks} alternating `learn()` calls each; the ratio is the median over "
         f"{args.repeats} repeats of each repeat's ratio (all of them in the last column), the steps/s are medians.",
-        "",
-        "| env | configuration | baseline | baseline steps/s | DDPGExt steps/s | ratio | ratio per repeat |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for index, row in enumerate(table):
-        baseline = statistics.median(speeds[(index, "baseline")])
-        contender = statistics.median(speeds[(index, "contender")])
-        ratio = statistics.median(ratios[index])
-        each = " / ".join(f"{value:.2f}" for value in ratios[index])
-        report.append(
-            f"| {row.env_id} | {row.name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | {ratio:.2f} | {each} |"
-        )
+    for kind in (SAME, NEAREST, INTERNAL):
+        report += ["", f"## {kind}", "", *table_lines(table, speeds, ratios, kind)]
+        if kind == SAME:
+            report += ["", *target_lines(table, ratios)]
     report += [
         "",
         "## Ceiling",

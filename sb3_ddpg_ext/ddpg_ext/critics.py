@@ -102,7 +102,7 @@ class Critic(BaseModel):
 
         :param outputs: shape ``(..., n_outputs)``
         :param scale: a factor applied to the result (e.g. ``-1 / batch_size`` for the loss ``-mean Q``)
-        :return: ``scale * dQ / d outputs``, the same shape
+        :return: ``scale * dQ / d outputs``, the same shape (here a constant: outputs in any layout will do)
         """
         return th.full_like(outputs, scale)
 

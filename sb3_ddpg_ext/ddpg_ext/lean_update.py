@@ -172,13 +172,20 @@ class LeanUpdate:
         actions, actor_activations = self.actor.forward(features)
         critic = self.critics[0]
         outputs, critic_activations = critic.forward(th.cat([features, actions]))
-        q_outputs = outputs.t()
-        # d(-mean Q)/d outputs; only the critic's action inputs are differentiated, not its parameters.
-        output_gradients = self.readout.q_value_gradients(q_outputs, scale=-1.0 / q_outputs.shape[0])
+        actor_loss, output_gradients = self._actor_loss_and_gradients(outputs)
+        # Only the critic's action inputs are differentiated, not its parameters.
         action_gradients = critic.backward(
-            critic_activations, output_gradients.t(), input_rows=self.action_rows, parameter_gradients=False
+            critic_activations, output_gradients, input_rows=self.action_rows, parameter_gradients=False
         )
         assert action_gradients is not None
         self.actor.backward(actor_activations, action_gradients)
         self.actor_step.step()
-        return -self.readout.q_values(q_outputs).mean()
+        return actor_loss
+
+    def _actor_loss_and_gradients(self, outputs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``-mean Q`` over the batch and its gradient with respect to the critic's feature-major ``outputs``."""
+        scale = -1.0 / outputs.shape[1]
+        if type(self.readout) is Critic:  # Q is the output itself, and its derivative elementwise: no transposes
+            return -outputs.mean(), self.readout.q_value_gradients(outputs, scale)
+        q_outputs = outputs.t()
+        return -self.readout.q_values(q_outputs).mean(), self.readout.q_value_gradients(q_outputs, scale).t()
