@@ -1,5 +1,7 @@
 """NumPy's global ``np.random.randint(0, high, size)``, compiled: the same numbers and the same state afterwards."""
 
+import ctypes
+
 import numba
 import numpy as np
 from numpy.random import MT19937
@@ -7,25 +9,71 @@ from numpy.random.mtrand import get_bit_generator
 
 # Above this range NumPy draws 64-bit numbers (and at 2**32 - 1 unmasked ones): those calls are left to NumPy.
 _LARGEST_MASKED_RANGE = 0xFFFFFFFE
-# The C function of every MT19937 (the generator's state is an argument), so it can be fixed at compile time.
-_next_uint32 = MT19937().ctypes.next_uint32
+# NumPy's ``mt19937_state``: ``uint32_t key[624]`` followed by ``int pos`` (the next word of ``key`` to use).
+_KEY_WORDS = 624
+_SHIFT = 397
+_MATRIX_A = 0x9908B0DF
+_UPPER_BIT = 0x80000000
+_LOWER_BITS = 0x7FFFFFFF
 
 
-@numba.njit(nogil=True)
-def _masked_draws(high: int, size: int, state: int) -> np.ndarray:
+# The generator's C function cannot be called instead: numba cannot cache code that holds a ctypes pointer, and
+# compiling at every import costs ~0.8 s. So the state is read and advanced here, exactly as NumPy's mt19937.c does.
+# The signatures compile these at import (from numba's cache after the first time), never inside a timed learn().
+@numba.njit("void(uint32[::1])", cache=True, nogil=True)
+def _regenerate(state: np.ndarray) -> None:  # pragma: no cover
+    # mt19937_gen: the next 624 words of the Mersenne Twister, in place. Arithmetic in int64, stored as uint32.
+    for index in range(_KEY_WORDS):
+        bits = (np.int64(state[index]) & _UPPER_BIT) | (np.int64(state[(index + 1) % _KEY_WORDS]) & _LOWER_BITS)
+        word = np.int64(state[(index + _SHIFT) % _KEY_WORDS]) ^ (bits >> 1) ^ (-(bits & 1) & _MATRIX_A)
+        state[index] = np.uint32(word)
+    state[_KEY_WORDS] = 0
+
+
+@numba.njit("int64[::1](int64, int64, uint32[::1])", cache=True, nogil=True)
+def _masked_draws(high: int, size: int, state: np.ndarray) -> np.ndarray:  # pragma: no cover
     # NumPy's random_bounded_uint64_fill for 0 < high - 1 < 2**32 - 1 with use_masked (the legacy RandomState's
-    # choice): one 32-bit draw masked to the smallest covering power of two, rejected while above high - 1.
-    limit = np.uint32(high - 1)
+    # choice): one 32-bit draw (mt19937_next32) masked to the smallest covering power of two, rejected while above
+    # high - 1.
+    limit = np.int64(high - 1)
     mask = limit
     for shift in (1, 2, 4, 8, 16):
         mask |= mask >> shift
     draws = np.empty(size, np.int64)
     for index in range(size):
-        value = _next_uint32(state) & mask
+        value = limit + 1
         while value > limit:
-            value = _next_uint32(state) & mask
+            if state[_KEY_WORDS] >= _KEY_WORDS:
+                _regenerate(state)
+            word = np.int64(state[state[_KEY_WORDS]])
+            state[_KEY_WORDS] += 1
+            word ^= word >> 11
+            word ^= (word << 7) & 0x9D2C5680
+            word ^= (word << 15) & 0xEFC60000
+            word ^= word >> 18
+            value = word & mask
         draws[index] = value
     return draws
+
+
+_state_view: tuple[MT19937 | None, np.ndarray] = (None, np.empty(0, np.uint32))
+
+
+def _mt19937_words(bit_generator: MT19937) -> np.ndarray | None:
+    """
+    The generator's C state as a ``uint32`` array (``key`` then ``pos``) sharing its memory, or None if that memory
+    does not hold what ``bit_generator.state`` reports (a NumPy with another layout: then NumPy draws).
+    """
+    global _state_view
+    cached_generator, words = _state_view
+    if cached_generator is bit_generator:
+        return words
+    words = np.ctypeslib.as_array((ctypes.c_uint32 * (_KEY_WORDS + 1)).from_address(bit_generator.ctypes.state_address))
+    reported = bit_generator.state["state"]
+    if not (np.array_equal(words[:_KEY_WORDS], reported["key"]) and words[_KEY_WORDS] == reported["pos"]):
+        return None
+    _state_view = (bit_generator, words)  # the generator is kept alive with the view of its memory
+    return words
 
 
 def global_randint(high: int, size: int) -> np.ndarray:
@@ -44,4 +92,7 @@ def global_randint(high: int, size: int) -> np.ndarray:
     if type(bit_generator) is not MT19937 or not 1 <= high - 1 <= _LARGEST_MASKED_RANGE:
         return np.random.randint(0, high, size=size)
     with bit_generator.lock:  # as RandomState does: other threads may share the global generator
-        return _masked_draws(high, size, bit_generator.ctypes.state_address)
+        words = _mt19937_words(bit_generator)
+        if words is not None:
+            return _masked_draws(high, size, words)
+    return np.random.randint(0, high, size=size)  # takes the (non-reentrant) lock itself

@@ -58,6 +58,14 @@ def _gather_windows(
         terminal[k] = dones[row, env] * (1.0 - timeouts[row, env])
 
 
+# Compiled for SB3's buffer arrays (float32, C order) when this module is imported (loaded from numba's cache after the
+# first time), so that no first sample inside a timed learn() pays the compilation; other types compile on first use.
+_gather_windows.compile(
+    "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], int64[::1], int64[::1], int64, float32[:, ::1], int64[::1],"
+    " int64[::1], float32[::1])"
+)
+
+
 def n_step_targets(
     rewards: np.ndarray,
     dones: np.ndarray,

@@ -63,6 +63,13 @@ def _fill_leaf_range(nodes: np.ndarray, offset: int, start: int, stop: int, valu
             nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
 
 
+# Compiled for the types SumTree passes when this module is imported (loaded from numba's cache after the first time),
+# so that no first sample inside a timed learn() pays ~1 s of compilation.
+_set_leaves.compile("void(float64[::1], int64, int64, int64[::1], float64[::1])")
+_find_prefix_sums.compile("void(float64[::1], int64, int64, float64[::1], int64[::1])")
+_fill_leaf_range.compile("void(float64[::1], int64, int64, int64, float64)")
+
+
 class SumTree:
     """
     Sum tree over ``capacity`` leaves, all zero at first.
