@@ -99,3 +99,20 @@ def test_optimized_update_matches_the_straightforward_update_on_identical_batche
     for key in ours:
         th.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-6, msg=key)
     assert any(not th.equal(before[key], ours[key]) for key in ours)
+
+
+@pytest.mark.parametrize("gradient_steps", [0, 1])
+def test_networks_are_in_the_same_train_or_eval_mode_as_in_sb3(gradient_steps):
+    # After collection the online networks are in eval mode, after train() in train mode; targets always in eval mode.
+    model, reference = (
+        _train(DDPGExt, steps=120, gradient_steps=gradient_steps),
+        _train(DDPG, steps=120, gradient_steps=gradient_steps),
+    )
+    modes = [{name: module.training for name, module in m.policy.named_modules()} for m in (model, reference)]
+    assert modes[0] == modes[1]
+    assert not any(training for name, training in modes[0].items() if "target" in name)
+    model.policy.set_training_mode(True)
+    reference.policy.set_training_mode(True)
+    assert {name: module.training for name, module in model.policy.named_modules()} == {
+        name: module.training for name, module in reference.policy.named_modules()
+    }

@@ -126,10 +126,10 @@ class DDPGExtPolicy(TD3Policy):
         Put the networks in training or evaluation mode (affects BatchNorm and dropout).
 
         SB3 calls this twice per environment step; the module list is resolved once instead of walking the
-        module tree each time.
+        module tree each time. As in SB3's ``TD3Policy``, the target networks stay in evaluation mode.
         """
         if getattr(self, "_module_list", None) is None:
-            self._module_list = list(self.modules())  # self included
+            self._module_list = [self, *self.actor.modules(), *self.critic.modules()]
         for module in self._module_list:
             # A plain attribute: writing the instance dict skips nn.Module.__setattr__'s type checks.
             module.__dict__["training"] = mode
