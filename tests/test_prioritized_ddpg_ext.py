@@ -43,16 +43,20 @@ def test_priorities_handed_back_are_the_td_errors_of_the_update(monkeypatch):
     model = _model(n_steps=2, policy_kwargs=dict(net_arch=[16], n_critics=2))
     model.learn(100)
     recorded = {}
-    critic_loss = model._critic_loss
+    sample, update_critic = model.replay_buffer.sample, model._update_critic
 
-    def recording_critic_loss(batch, outputs, target):
-        recorded["batch"] = batch
-        recorded["result"] = critic_loss(batch, outputs, target)
+    def recording_sample(*args, **kwargs):
+        recorded["batch"] = sample(*args, **kwargs)
+        return recorded["batch"]
+
+    def recording_update_critic(batch):
+        recorded["result"] = update_critic(batch)
         return recorded["result"]
 
-    monkeypatch.setattr(model, "_critic_loss", recording_critic_loss)
+    monkeypatch.setattr(model.replay_buffer, "sample", recording_sample)
+    monkeypatch.setattr(model, "_update_critic", recording_update_critic)
     model.train(gradient_steps=1, batch_size=32)
-    batch, (_, priorities, _) = recorded["batch"], recorded["result"]
+    batch, (_, priorities, _, _) = recorded["batch"], recorded["result"]
     # Repeated slots keep the value written last.
     _, last = np.unique(batch.indices[::-1], return_index=True)
     last = len(batch.indices) - 1 - last

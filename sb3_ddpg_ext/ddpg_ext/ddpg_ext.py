@@ -21,6 +21,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling, UniformReplayBuffer
 from sb3_ddpg_ext.common.distributional import categorical_projection
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
+from sb3_ddpg_ext.common.squared_td import squared_td_step
 from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode, without_graph
 from sb3_ddpg_ext.common.validation import (
     accepted_keyword_arguments,
@@ -358,7 +359,7 @@ class DDPGExt(OffPolicyAlgorithm):
         self._n_updates += 1
         batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
-        critic_loss, priorities, current_q = self._update_critic(batch)
+        critic_loss, priorities, priority_mean, q_mean = self._update_critic(batch)
         if prioritized is not None:
             prioritized.update_priorities(batch.indices, priorities)  # type: ignore[attr-defined]
             stats["is_weight_mean"].append(batch.weights.mean())  # type: ignore[attr-defined]
@@ -370,31 +371,40 @@ class DDPGExt(OffPolicyAlgorithm):
             self.param_noise.adapt(self.actor, batch.observations)
 
         stats["critic_loss"].append(without_graph(critic_loss))
-        stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(
-            priorities.mean()
-        )
-        stats["q_mean"].append(current_q.mean())
+        stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(priority_mean)
+        stats["q_mean"].append(q_mean)
 
-    def _update_critic(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """One optimizer step of the critics on :meth:`_critic_loss`; returns what that returns."""
+    def _update_critic(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """
+        One optimizer step of the critics on :meth:`_critic_loss`.
+
+        :return: the loss, each sample's priority, the priorities' mean and the mean Q-value
+        """
         if self._lean is not None:
             return self._update_critic_lean(batch)
         outputs, next_outputs = self._critic_outputs(batch)
         target = self._td_target(batch, next_outputs)
         critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
         self._optimize(self.critic.optimizer, critic_loss)
-        return critic_loss, priorities, current_q
+        return critic_loss, priorities, priorities.mean(), current_q.mean()
 
-    def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """The same step with the lean update's passes and the gradient of :meth:`_critic_loss` written out."""
         assert self._lean is not None
         smooth = self._smooth_target_actions if self.target_policy_noise > 0 else None
         next_outputs = self._lean.target_outputs(batch.next_observations, smooth)
         outputs, activations = self._lean.critic_outputs(batch.observations, batch.actions)
+        if type(self.critic) is Critic and outputs.device.type == "cpu":
+            # Scalar critics: _td_target, _critic_loss and their gradient in one compiled pass (the same arithmetic).
+            step = squared_td_step(
+                next_outputs, outputs, batch.rewards, batch.dones, self.gamma, batch.discounts, getattr(batch, "weights", None)
+            )
+            self._lean.step_critics(activations, step.output_gradients)
+            return step.loss, step.priorities, step.priority_mean, step.q_mean
         target = self._td_target(batch, next_outputs)
         critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
         self._lean.step_critics(activations, self._critic_loss_gradients(batch, outputs, target, current_q))
-        return critic_loss, priorities, current_q
+        return critic_loss, priorities, priorities.mean(), current_q.mean()
 
     def _critic_loss_gradients(
         self, batch: ReplayBufferSamples, outputs: th.Tensor, target: th.Tensor, current_q: th.Tensor
