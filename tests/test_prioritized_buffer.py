@@ -225,3 +225,24 @@ def test_uniform_buffer_gives_the_same_batches_as_sb3(n_steps, n_envs):
                 assert mine is None, name
             else:
                 th.testing.assert_close(mine, other, msg=name)
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_uniform_buffer_gives_sb3s_batches_of_multi_dimensional_integer_observations(n_envs):
+    space = spaces.Box(0, 255, shape=(4, 5), dtype=np.uint8)
+    ours = UniformReplayBuffer(40, space, ACTIONS, device="cpu", n_envs=n_envs)
+    theirs = ReplayBuffer(40, space, ACTIONS, device="cpu", n_envs=n_envs)
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        observations, next_observations = rng.integers(0, 256, (2, n_envs, 4, 5), dtype=np.uint8)
+        actions = rng.uniform(-1, 1, (n_envs, 2)).astype(np.float32)
+        rewards, dones = rng.normal(size=n_envs).astype(np.float32), rng.random(n_envs) < 0.3
+        infos = [{"TimeLimit.truncated": bool(rng.random() < 0.5)} for _ in range(n_envs)]
+        for buffer in (ours, theirs):
+            buffer.add(observations, next_observations, actions, rewards, dones, infos)
+    np.random.seed(4)
+    batch = ours.sample(16)
+    np.random.seed(4)
+    reference = theirs.sample(16)
+    for name in ("observations", "actions", "next_observations", "dones", "rewards"):
+        th.testing.assert_close(getattr(batch, name), getattr(reference, name), rtol=0, atol=0, msg=name)
