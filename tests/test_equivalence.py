@@ -116,3 +116,16 @@ def test_networks_are_in_the_same_train_or_eval_mode_as_in_sb3(gradient_steps):
     assert {name: module.training for name, module in model.policy.named_modules()} == {
         name: module.training for name, module in reference.policy.named_modules()
     }
+
+
+def test_without_action_noise_the_same_collected_data_as_sb3_ddpg():
+    # The actions' rescaling then runs in one compiled call: the buffers must still hold SB3's floats.
+    settings = _settings(gradient_steps=0, learning_starts=50)  # no updates: the same weights on both sides
+    model, reference = (
+        algorithm_class("MlpPolicy", "MountainCarContinuous-v0", **settings) for algorithm_class in (DDPGExt, DDPG)
+    )
+    assert model._rescales_compiled
+    for algorithm in (model, reference):
+        algorithm.learn(150)
+    for name in ("observations", "next_observations", "actions", "rewards"):
+        np.testing.assert_array_equal(getattr(model.replay_buffer, name), getattr(reference.replay_buffer, name), err_msg=name)

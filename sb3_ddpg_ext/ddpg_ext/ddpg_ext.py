@@ -18,6 +18,7 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.td3.policies import Actor as TD3Actor
 from stable_baselines3.td3.policies import TD3Policy
 
+from sb3_ddpg_ext.common.action_scaling import rescaled_actions
 from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling, UniformReplayBuffer
 from sb3_ddpg_ext.common.distributional import categorical_projection
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
@@ -121,6 +122,7 @@ class DDPGExt(OffPolicyAlgorithm):
         "_target_running_stats",
         "_lean",
         "_acts_through_mu",
+        "_rescales_compiled",
     )
 
     _perturbed_at_episode = -1
@@ -330,6 +332,16 @@ class DDPGExt(OffPolicyAlgorithm):
             and self.policy.squash_output
             and type(self.policy)._predict is TD3Policy._predict
             and type(self.actor).forward is TD3Actor.forward
+        )
+        # ... and its rescaling (predict's unscale, _sample_action's scale, the env action's unscale) is SB3's code on
+        # a float32 Box: one compiled call without action noise.
+        self._rescales_compiled = (
+            self._acts_through_mu
+            and isinstance(self.action_space, spaces.Box)
+            and self.action_space.dtype == np.float32
+            and len(self.action_space.shape) == 1
+            and type(self.policy).scale_action is BasePolicy.scale_action
+            and type(self.policy).unscale_action is BasePolicy.unscale_action
         )
 
     # ------------------------------------------------------------------ the update
@@ -594,6 +606,8 @@ class DDPGExt(OffPolicyAlgorithm):
         assert self._lean is not None and isinstance(self._last_obs, np.ndarray) and isinstance(self.action_space, spaces.Box)
         with th.inference_mode():
             actor_outputs = self._lean.act(self._last_obs).reshape((n_envs, *self.action_space.shape))
+        if action_noise is None and self._rescales_compiled:
+            return rescaled_actions(actor_outputs, self.action_space.low, self.action_space.high)
         # Through the env's action scale and back, as SB3 does (predict unscales, _sample_action rescales):
         # the buffer then holds the same floats.
         return self._noisy_actions(self.policy.scale_action(self.policy.unscale_action(actor_outputs)), action_noise)
