@@ -291,7 +291,9 @@ def test_target_passes_after_the_critic_pass_are_refused_because_they_share_buff
         lean.target_outputs(batch.next_observations, model._smooth_target_actions)
 
 
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "MountainCarContinuous-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["Pendulum-v1", "MountainCarContinuous-v0", "InvertedPendulum-v5"]
+)  # float64 observations last
 def test_acting_through_the_actor_network_gives_the_actions_of_sb3_predict(env_id):
     model = DDPGExt("MlpPolicy", env_id, policy_kwargs=dict(net_arch=[16]), **FAST)
     model.learn(FAST["learning_starts"] + 5)
