@@ -24,8 +24,8 @@ def rescaled_actions(actor_outputs: np.ndarray, low: np.ndarray, high: np.ndarra
     For a squashed actor's outputs in [-1, 1] and a float32 Box ``[low, high]``, what SB3's ``_sample_action`` computes
     without action noise, with the policy's ``unscale_action``/``scale_action``: ``predict`` unscales, the buffer action
     is ``scale_action`` of that, and the env action ``unscale_action`` of the buffer action. The same float32 numbers as
-    those 12 NumPy operations, whose per-call overhead (~60 us per environment step on this CPU, after an update has
-    evicted the caches) this single call avoids.
+    those 12 NumPy operations, without their per-call overhead: ~40 us less per environment step on this CPU, after an
+    update has evicted the caches (``_sample_action`` 233 -> 191 us, side by side in one process, HalfCheetah-v5).
 
     :param actor_outputs: float32, ``(n_envs, action_dim)``
     :param low: the action space's lower bounds, float32, ``(action_dim,)``

@@ -15,7 +15,8 @@ with :math:`\gamma_i = \gamma` for 1-step targets or the buffer's :math:`\gamma^
 arithmetic of ``DDPGExt._td_target``, ``_critic_loss`` and ``_critic_loss_gradients``: the targets, priorities and
 gradients are the same float32 numbers (the same operations in the same order, the target's multiply-add fused as in
 torch's CPU kernel); the loss and the means are summed in float64. Those methods take ~16 tensor ops, each ~5-15 us
-after an update's matrix products have evicted the caches on this CPU; this pass takes ~10 us.
+after an update's matrix products have evicted the caches on this CPU: ~150 us per update, this step ~50 us with its
+NumPy views (measured side by side in one process, HalfCheetah-v5, 400-300 critics).
 """
 
 from typing import Any, NamedTuple
