@@ -5,8 +5,10 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+import gymnasium as gym
 import torch as th
 
+from sb3_ddpg_ext.common.validation import InvalidValueError, ValidationError
 from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS
 from sb3_ddpg_ext.version import __version__
 
@@ -24,14 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--hyperparams", default=str(DEFAULT_HYPERPARAMS), help="RL-Zoo-format YAML file")
     train.add_argument("--tensorboard-log", help="TensorBoard log folder")
-    train.add_argument("--save-path", help="model file (default: logs/ddpg_ext/<env>_seed<seed>/model.zip)")
+    train.add_argument(
+        "--save-path", help="model file; .zip is appended without a suffix (default: logs/ddpg_ext/<env>_seed<seed>/model.zip)"
+    )
     train.add_argument("--n-eval-episodes", type=int, default=10)
     train.add_argument("--no-progress-bar", action="store_true")
     _add_common_options(train)
 
     evaluate = commands.add_parser("eval", help="evaluate a saved model's deterministic policy")
     evaluate.add_argument("--env", default=DEFAULT_ENV, help=f"Gymnasium env id (default: {DEFAULT_ENV})")
-    evaluate.add_argument("--model", required=True, help="model file saved by `train`")
+    evaluate.add_argument("--model", required=True, help="model file saved by `train` (the .zip may be left out)")
     evaluate.add_argument("--n-episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0)
     _add_common_options(evaluate)
@@ -105,7 +109,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         algorithms = args.algos or benchmark.algorithm_names()
         unknown = sorted(set(algorithms) - set(benchmark.algorithm_names()))
         if unknown:
-            raise ValueError(f"unknown algorithms {unknown}; algorithms are {benchmark.algorithm_names()}")
+            raise InvalidValueError(f"unknown algorithms {unknown}; algorithms are {benchmark.algorithm_names()}")
         specs = [
             benchmark.RunSpec(algorithm, env_id, seed, args.timesteps, args.eval_freq, args.n_eval_episodes)
             for seed in args.seeds
@@ -182,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _tune(args)
         else:
             _benchmark(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValidationError, gym.error.Error) as error:
+        # Bad input (ours, or an env id Gymnasium does not know); anything else is a bug and keeps its traceback.
         print(f"ddpg-ext: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from sb3_ddpg_ext.common.buffers import PrioritizedReplayBuffer
+from sb3_ddpg_ext.common.validation import InvalidValueError
 
 # CrossQ (Bhatt et al. 2024) on DDPG: BatchRenorm, no target networks, twin critics, actor updated
 # every 3 critic updates, Adam with beta1 = 0.5. Critics are 256-256, not the paper's 2048 (sb3-contrib:
@@ -77,7 +78,7 @@ def preset(name: str, **overrides: Any) -> dict[str, Any]:
     :param overrides: DDPGExt keyword arguments to change
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+        raise InvalidValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
     kwargs = copy.deepcopy(PRESETS[name])
     policy_kwargs = {**kwargs.get("policy_kwargs", {}), **overrides.pop("policy_kwargs", {})}
     kwargs.update(overrides)

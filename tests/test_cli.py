@@ -96,3 +96,46 @@ def test_module_entry_point_help():
     )
     for option in ("--env", "--timesteps", "--seed", "--hyperparams", "--tensorboard-log", "--save-path"):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize("name", ["model", "model.zip"])
+def test_a_save_path_with_or_without_zip_trains_saves_and_evaluates(tmp_path, hyperparams, capsys, name):
+    argv = ["train", "--hyperparams", str(hyperparams), "--save-path", str(tmp_path / name), "--n-eval-episodes", "1"]
+    assert main([*argv, "--no-progress-bar"]) == 0, capsys.readouterr().err
+    assert f"saved model to {tmp_path / 'model.zip'}\n" in capsys.readouterr().out
+    assert (tmp_path / "model.zip").is_file() and not (tmp_path / "model").exists()
+    for model in (tmp_path / "model", tmp_path / "model.zip"):  # eval takes it either way, as DDPGExt.load does
+        assert main(["eval", "--model", str(model), "--n-episodes", "1"]) == 0
+        assert "over 1 episodes" in capsys.readouterr().out
+
+
+def test_a_malformed_yaml_file_is_an_error_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "broken.yml"
+    path.write_text("Pendulum-v1:\n  n_timesteps: [300\n")
+    assert main(["train", "--hyperparams", str(path)]) == 2
+    assert f"ddpg-ext: error: hyperparameter file '{path}' is not valid YAML" in capsys.readouterr().err
+
+
+def test_a_normalize_string_that_is_no_literal_is_an_error_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "hyperparams.yml"
+    path.write_text(yaml.safe_dump({"Pendulum-v1": {**TINY_ENTRY, "normalize": "{'norm_obs': True"}}))
+    assert main(["train", "--hyperparams", str(path)]) == 2
+    assert "ddpg-ext: error: " in (err := capsys.readouterr().err) and "`normalize` string" in err
+
+
+def test_a_bug_keeps_its_traceback_instead_of_reading_like_bad_input(hyperparams, monkeypatch):
+    from sb3_ddpg_ext.experiments import train
+
+    def broken(*args, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'NoneType'")
+
+    monkeypatch.setattr(train, "train", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["train", "--hyperparams", str(hyperparams)])
+
+
+def test_an_env_id_gymnasium_does_not_know_is_a_clean_error(tmp_path, capsys):
+    path = tmp_path / "hyperparams.yml"
+    path.write_text(yaml.safe_dump({"NoSuchEnv-v0": TINY_ENTRY}))
+    assert main(["train", "--env", "NoSuchEnv-v0", "--hyperparams", str(path)]) == 2
+    assert "ddpg-ext: error: " in (err := capsys.readouterr().err) and "NoSuchEnv" in err

@@ -116,3 +116,18 @@ def test_extension_objects_are_written_as_names_and_dict_strings():
 def test_bad_extension_entries(entry, pattern):
     with pytest.raises(ValueError, match=pattern):
         parse_entry("Pendulum-v1", {"n_timesteps": 10, **entry})
+
+
+def test_a_normalize_string_that_is_no_python_literal_is_refused_naming_the_key():
+    for value in ("{'norm_obs': True", "dict(norm_obs=True)"):  # a SyntaxError and a ValueError in literal_eval
+        with pytest.raises(ValueError, match="entry: `normalize` string"):
+            parse_entry("Pendulum-v1", {"n_timesteps": 10, "normalize": value})
+
+
+def test_the_test_extra_installs_the_mujoco_tasks_the_tests_use():
+    from pathlib import Path
+
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(requirement.startswith("gymnasium[mujoco]") for requirement in extras["test"])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch as th
+from sb3_contrib.common.torch_layers import BatchRenorm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
@@ -10,6 +11,7 @@ from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_ddpg_ext import DDPGExt
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, ScheduledActionNoise, perturbed_copy
+from sb3_ddpg_ext.common.torch_utils import evaluation_mode
 
 FAST = dict(learning_starts=50, batch_size=32, buffer_size=2_000, seed=0)
 
@@ -112,3 +114,55 @@ def test_bad_noise_settings():
         AdaptiveParamNoise(adaptation_coefficient=0.9)
     with pytest.raises(ValueError, match=r"`initial_std` must be in \(0, inf\), got 0.0"):
         AdaptiveParamNoise(initial_std=0.0)
+
+
+def test_batch_renorm_layers_are_never_perturbed():
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], batch_norm=True), **FAST)
+    perturbed = perturbed_copy(model.actor, std=0.5)
+    renorm_names = {
+        f"{module_name}.{name}"
+        for module_name, module in model.actor.named_modules()
+        if isinstance(module, BatchRenorm)
+        for name, _ in module.named_parameters(recurse=False)
+    }
+    assert renorm_names  # scale and bias of each BatchRenorm layer
+    for (name, original), (_, noisy) in zip(model.actor.named_parameters(), perturbed.named_parameters(), strict=True):
+        assert th.equal(original, noisy) == (name in renorm_names), name
+
+
+def test_measuring_the_perturbation_distance_changes_no_running_statistic():
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], batch_norm=True), **FAST)
+    model.actor.set_training_mode(True)  # as inside train()
+    before = {name: buffer.clone() for name, buffer in model.actor.named_buffers()}
+    noise = AdaptiveParamNoise()
+    distance = noise.adapt(model.actor, 3.0 + th.randn(64, 3))
+    assert distance > 0
+    for name, buffer in model.actor.named_buffers():  # ra_mean, ra_var and the step count of every layer
+        assert th.equal(buffer, before[name]), name
+    assert model.actor.training  # the actor's mode is given back
+    # The distance compares two evaluation-mode networks: the actor with its running statistics and the probe.
+    observations, std = th.randn(64, 3), noise.std
+    th.manual_seed(0)
+    measured = noise.adapt(model.actor, observations)
+    th.manual_seed(0)
+    probe = perturbed_copy(model.actor, std)  # the same draws
+    with th.no_grad(), evaluation_mode(model.actor):
+        expected = th.sqrt(th.mean((model.actor(observations) - probe(observations)) ** 2)).item()
+    assert measured == pytest.approx(expected, rel=1e-6)
+
+
+def test_param_noise_with_batch_renorm_critics_and_actor_trains():
+    model = DDPGExt(
+        "MlpPolicy",
+        "Pendulum-v1",
+        policy_kwargs=dict(net_arch=[16], batch_norm=True),
+        param_noise=AdaptiveParamNoise(adaptation_interval=5),
+        **FAST,
+    )
+    model.learn(300)
+    assert model.param_noise.perturbed_actor is not None and model.param_noise.std != 0.1  # explored and adapted
+    model.param_noise.perturb(model.actor)  # the next episode's perturbation
+    actor, perturbed = model.actor, model.param_noise.perturbed_actor
+    for module, copy in zip(actor.modules(), perturbed.modules(), strict=True):
+        if isinstance(module, BatchRenorm):
+            assert th.equal(module.scale, copy.scale) and th.equal(module.bias, copy.bias)

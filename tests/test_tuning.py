@@ -186,3 +186,12 @@ def test_tuning_never_overwrites_a_file_it_did_not_write(tmp_path):
     with pytest.raises(ValueError, match="was not written by a tuning run"):
         tune_and_report(_settings(tmp_path, output=str(hand_kept)))
     assert hand_kept.read_text().startswith("# my tuned entries")
+
+
+def test_the_best_trial_may_have_a_return_of_zero():
+    from sb3_ddpg_ext.experiments.tuning_report import best_trial
+
+    study = optuna.create_study(direction="maximize")
+    for value in (-5.0, 0.0, -1.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    assert best_trial(study).value == 0.0

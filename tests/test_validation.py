@@ -136,3 +136,27 @@ def test_her_with_n_steps_is_refused_clearly():
             n_steps=3,
             replay_buffer_class=HerReplayBuffer,
         )
+
+
+@pytest.mark.parametrize("env", [IdentityEnv(dim=3), IdentityEnvMultiBinary(dim=3), UnboundedActionEnv()])
+def test_unsupported_action_spaces_are_assertion_errors_as_in_sb3(env):
+    # SB3's own tests expect `pytest.raises(AssertionError)` from DDPG("MlpPolicy", "CartPole-v1").
+    with pytest.raises(AssertionError, match=r"env\.action_space"):
+        DDPGExt("MlpPolicy", env)
+
+
+class ForwardingBuffer(ReplayBuffer):
+    """A user's buffer that forwards its keyword arguments to SB3's (which takes no n_steps/gamma)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+
+def test_a_buffer_taking_kwargs_gets_no_n_step_arguments_with_one_step_returns():
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", replay_buffer_class=ForwardingBuffer, policy_kwargs=dict(net_arch=[8]))
+    assert type(model.replay_buffer) is ForwardingBuffer and model.replay_buffer_kwargs == {}
+
+
+def test_a_buffer_taking_kwargs_that_cannot_do_n_step_returns_is_named_in_the_error():
+    with pytest.raises(TypeError, match=r"hand \['n_steps', 'gamma'\] to `replay_buffer_class=ForwardingBuffer`"):
+        DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, replay_buffer_class=ForwardingBuffer)

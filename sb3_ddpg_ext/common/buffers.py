@@ -19,7 +19,7 @@ from sb3_ddpg_ext.common.legacy_random import global_randint
 from sb3_ddpg_ext.common.n_step import n_step_targets
 from sb3_ddpg_ext.common.priorities import ProportionalPriorities
 from sb3_ddpg_ext.common.type_aliases import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples
-from sb3_ddpg_ext.common.validation import check_int, check_range
+from sb3_ddpg_ext.common.validation import InvalidValueError, check_int, check_range
 
 
 def take_slots(array: np.ndarray, slots: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ class _TargetsMixin(ReplayBuffer):
         check_int("n_steps", n_steps, 1)
         check_range("gamma", gamma, low=0.0, high=1.0)
         if n_steps > 1 and optimize_memory_usage:
-            raise ValueError(f"`n_steps={n_steps}` cannot be combined with `optimize_memory_usage=True`")
+            raise InvalidValueError(f"`n_steps={n_steps}` cannot be combined with `optimize_memory_usage=True`")
         super().__init__(
             buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
         )
@@ -172,7 +172,7 @@ class PrioritizedSampling(_TargetsMixin):
         gamma: float = 0.99,
     ):
         if optimize_memory_usage:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{type(self).__name__} does not support `optimize_memory_usage=True`: "
                 "with a prioritized buffer the next observation cannot be read from the following row safely"
             )

@@ -14,15 +14,25 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from sb3_contrib.common.torch_layers import BatchRenorm
 from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 from torch import nn
 
+from sb3_ddpg_ext.common.torch_utils import evaluation_mode
 from sb3_ddpg_ext.common.validation import check_int, check_range
 
 # Normalisation layers keep their parameters: perturbing a scale or a shift is not exploring a policy.
-_UNPERTURBED = (nn.LayerNorm, nn.modules.batchnorm._NormBase)
+# sb3-contrib's BatchRenorm (CrossQ's layer, the base of ours) derives from none of torch's norm classes.
+NORMALIZATION_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.LocalResponseNorm,
+    nn.modules.batchnorm._NormBase,
+    BatchRenorm,
+)
 
 
 class ScheduledActionNoise(ActionNoise):
@@ -103,7 +113,9 @@ class AdaptiveParamNoise:
 
         :return: the measured distance
         """
-        with th.no_grad():
+        # Both in evaluation mode: measuring must not update the actor's running statistics (BatchRenorm), and
+        # the probe, like the exploring copy, normalises with them.
+        with th.no_grad(), evaluation_mode(actor):
             probe = perturbed_copy(actor, self.std)
             distance = th.sqrt(th.mean((actor(observations) - probe(observations)) ** 2)).item()
         if distance < self.target_distance:
@@ -139,7 +151,7 @@ def perturbed_copy(actor: nn.Module, std: float, out: nn.Module | None = None) -
             for name, parameter in source.named_parameters(recurse=False):
                 perturbed = getattr(target, name)
                 perturbed.copy_(parameter)
-                if not isinstance(source, _UNPERTURBED):
+                if not isinstance(source, NORMALIZATION_LAYERS):
                     perturbed.add_(th.randn_like(parameter), alpha=std)
         for source_buffer, target_buffer in zip(actor.buffers(), out.buffers(), strict=True):
             target_buffer.copy_(source_buffer)

@@ -13,6 +13,8 @@ over a batch and no random number generator inside.
 import numpy as np
 from numba import njit
 
+from sb3_ddpg_ext.common.validation import InvalidValueError
+
 # Both kernels walk the tree level by level for the whole batch rather than element by element: the
 # batch's memory accesses at one level are independent, so the CPU overlaps their cache misses. On a
 # 1M-leaf tree this made a search of 256 targets about 4x faster than one descent after another.
@@ -79,7 +81,7 @@ class SumTree:
 
     def __init__(self, capacity: int):
         if capacity < 1:
-            raise ValueError(f"`capacity` must be >= 1, got {capacity}")
+            raise InvalidValueError(f"`capacity` must be >= 1, got {capacity}")
         self.capacity = capacity
         self._depth = max(capacity - 1, 0).bit_length()
         self._offset = 1 << self._depth
@@ -104,7 +106,9 @@ class SumTree:
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         values = np.ascontiguousarray(values, dtype=np.float64)
         if indices.shape != values.shape or indices.ndim != 1:
-            raise ValueError(f"indices and values must be 1-d of one length, got shapes {indices.shape} and {values.shape}")
+            raise InvalidValueError(
+                f"indices and values must be 1-d of one length, got shapes {indices.shape} and {values.shape}"
+            )
         if indices.size and (indices.min() < 0 or indices.max() >= self.capacity):
             raise IndexError(f"leaf indices must be in [0, {self.capacity}), got min {indices.min()} and max {indices.max()}")
         _set_leaves(self._nodes, self._offset, self._depth, indices, values)

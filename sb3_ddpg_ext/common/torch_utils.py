@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch as th
-from stable_baselines3.common.policies import BaseModel
 from stable_baselines3.common.type_aliases import PyTorchObs
+from torch import nn
 
 
 def concatenate_observations(first: PyTorchObs, second: PyTorchObs) -> PyTorchObs:
@@ -18,13 +18,17 @@ def concatenate_observations(first: PyTorchObs, second: PyTorchObs) -> PyTorchOb
 
 
 @contextmanager
-def evaluation_mode(model: BaseModel) -> Iterator[None]:
-    """Run a block with ``model`` in evaluation mode (normalisation layers use, and keep, their running statistics)."""
-    model.set_training_mode(False)
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """
+    Run a block with ``model`` in evaluation mode (normalisation layers use, and keep, their running statistics),
+    then put it back in the mode it was in.
+    """
+    previous = model.training
+    model.train(False)
     try:
         yield
     finally:
-        model.set_training_mode(True)
+        model.train(previous)
 
 
 def without_graph(tensor: th.Tensor) -> th.Tensor:

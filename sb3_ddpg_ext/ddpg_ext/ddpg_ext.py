@@ -25,6 +25,8 @@ from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
 from sb3_ddpg_ext.common.squared_td import squared_td_step
 from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode, without_graph
 from sb3_ddpg_ext.common.validation import (
+    InvalidTypeError,
+    InvalidValueError,
     accepted_keyword_arguments,
     check_bounded_box_action_space,
     check_int,
@@ -211,10 +213,12 @@ class DDPGExt(OffPolicyAlgorithm):
     def _check_policy(cls, policy: Any) -> None:
         if isinstance(policy, str):
             if policy not in cls.policy_aliases:
-                raise ValueError(f"`policy` must be one of {sorted(cls.policy_aliases)} or a policy class, got {policy!r}")
+                raise InvalidValueError(
+                    f"`policy` must be one of {sorted(cls.policy_aliases)} or a policy class, got {policy!r}"
+                )
         elif not (isinstance(policy, type) and issubclass(policy, DDPGExtPolicy)):
             # SB3's TD3 policies (DDPG's MlpPolicy class) lack the critic readout the update uses; the alias works.
-            raise TypeError(
+            raise InvalidTypeError(
                 f"`policy` must be a policy alias string ({', '.join(sorted(cls.policy_aliases))}) or a DDPGExtPolicy "
                 f"subclass, got {policy!r}"
             )
@@ -234,11 +238,11 @@ class DDPGExt(OffPolicyAlgorithm):
         check_range("target_policy_noise", self.target_policy_noise, low=0.0)
         check_range("target_noise_clip", self.target_noise_clip, low=0.0)
         if self.action_noise is not None and not isinstance(self.action_noise, ActionNoise):
-            raise TypeError(f"`action_noise` must be None or an ActionNoise instance, got {self.action_noise!r}")
+            raise InvalidTypeError(f"`action_noise` must be None or an ActionNoise instance, got {self.action_noise!r}")
         if self.param_noise is not None and not isinstance(self.param_noise, AdaptiveParamNoise):
-            raise TypeError(f"`param_noise` must be None or an AdaptiveParamNoise instance, got {self.param_noise!r}")
+            raise InvalidTypeError(f"`param_noise` must be None or an AdaptiveParamNoise instance, got {self.param_noise!r}")
         if not isinstance(self.lean_update, bool):
-            raise TypeError(f"`lean_update` must be a bool, got {self.lean_update!r}")
+            raise InvalidTypeError(f"`lean_update` must be a bool, got {self.lean_update!r}")
         check_known_keys(
             "policy_kwargs",
             self.policy_kwargs,
@@ -265,7 +269,7 @@ class DDPGExt(OffPolicyAlgorithm):
                 self.replay_buffer_class = NStepDictReplayBuffer if self.n_steps > 1 else DictReplayBuffer
             else:
                 self.replay_buffer_class = UniformReplayBuffer
-        self._pass_n_steps_to_buffer(self.replay_buffer_class)
+        handed_over = self._pass_n_steps_to_buffer(self.replay_buffer_class)
         check_known_keys(
             "replay_buffer_kwargs",
             self.replay_buffer_kwargs,
@@ -276,37 +280,52 @@ class DDPGExt(OffPolicyAlgorithm):
         if issubclass(self.replay_buffer_class, HerReplayBuffer):
             assert self.env is not None, "You must pass an environment when using `HerReplayBuffer`"
             replay_buffer_kwargs["env"] = self.env
-        return self.replay_buffer_class(
-            self.buffer_size,
-            self.observation_space,
-            self.action_space,
-            device=self.device,
-            n_envs=self.n_envs,
-            optimize_memory_usage=self.optimize_memory_usage,
-            **replay_buffer_kwargs,
-        )
+        try:
+            return self.replay_buffer_class(
+                self.buffer_size,
+                self.observation_space,
+                self.action_space,
+                device=self.device,
+                n_envs=self.n_envs,
+                optimize_memory_usage=self.optimize_memory_usage,
+                **replay_buffer_kwargs,
+            )
+        except TypeError as error:
+            if not handed_over or not any(f"'{key}'" in str(error) for key in handed_over):
+                raise
+            # A buffer taking **kwargs that does not compute n-step returns after all.
+            raise InvalidTypeError(
+                f"n-step returns hand {handed_over} to `replay_buffer_class={self.replay_buffer_class.__name__}`, "
+                f"which cannot take them ({error}); use a buffer that computes n-step returns, or n_steps=1"
+            ) from error
 
-    def _pass_n_steps_to_buffer(self, buffer_class: type[ReplayBuffer]) -> None:
+    def _pass_n_steps_to_buffer(self, buffer_class: type[ReplayBuffer]) -> list[str]:
         """
-        Give ``n_steps`` (when > 1) and ``gamma`` to a buffer that computes n-step returns, so that its
-        returns are discounted as the algorithm's; refuse a contradiction, or ``n_steps > 1`` for a buffer
-        that cannot honour it.
+        With n-step returns (``n_steps > 1`` here, or in ``replay_buffer_kwargs`` as SB3 documents for custom
+        buffers), give ``n_steps`` and ``gamma`` to the buffer, so that its returns are discounted as the
+        algorithm's; refuse a contradiction, or a buffer that cannot take them. With 1-step returns nothing is
+        handed over (as SB3, which passes them to its own ``NStepReplayBuffer`` only).
+
+        :return: the keys added to ``replay_buffer_kwargs``
         """
+        given = self.replay_buffer_kwargs
+        n_steps = self.n_steps if self.n_steps > 1 else given.get("n_steps", 1)
+        for key, value in (("n_steps", n_steps), ("gamma", self.gamma)):
+            # A contradicting gamma is refused even where it would go unused: nothing is silently ignored.
+            if given.get(key, value) != value:
+                raise InvalidValueError(f"`replay_buffer_kwargs['{key}']={given[key]!r}` contradicts `{key}={value!r}`")
+        if n_steps == 1:
+            return []
         accepted = accepted_keyword_arguments(buffer_class)
-        computes_n_step_returns = accepted is None or {"n_steps", "gamma"} <= accepted
-        if not computes_n_step_returns:
-            if self.n_steps > 1:
-                raise ValueError(
-                    f"`n_steps={self.n_steps}` needs a replay buffer that computes n-step returns, but "
-                    f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
-                )
-            return
-        self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # the caller's dict stays untouched
-        algorithm_values = {"gamma": self.gamma, **({"n_steps": self.n_steps} if self.n_steps > 1 else {})}
-        for key, value in algorithm_values.items():
-            given = self.replay_buffer_kwargs.setdefault(key, value)
-            if given != value:
-                raise ValueError(f"`replay_buffer_kwargs['{key}']={given!r}` contradicts `{key}={value!r}`")
+        if accepted is not None and not {"n_steps", "gamma"} <= accepted:
+            raise InvalidValueError(
+                f"`n_steps={n_steps}` needs a replay buffer that computes n-step returns, but "
+                f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
+            )
+        added = [key for key in ("n_steps", "gamma") if key not in given]
+        # A new dict: the caller's stays untouched.
+        self.replay_buffer_kwargs = {**given, "n_steps": n_steps, "gamma": self.gamma}
+        return added
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor

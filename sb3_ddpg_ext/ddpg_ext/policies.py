@@ -18,7 +18,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
-from sb3_ddpg_ext.common.validation import check_int, check_range
+from sb3_ddpg_ext.common.validation import InvalidTypeError, InvalidValueError, check_int, check_range
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
 
@@ -214,7 +214,7 @@ def _normalization_options(**options: Any) -> dict[str, Any]:
     """Check the normalisation options (booleans and BatchRenorm hyperparameters)."""
     for name in ("layer_norm", "actor_layer_norm", "batch_norm"):
         if not isinstance(options[name], bool):
-            raise TypeError(f"`{name}` must be a bool, got {options[name]!r}")
+            raise InvalidTypeError(f"`{name}` must be a bool, got {options[name]!r}")
     check_range("batch_norm_momentum", options["batch_norm_momentum"], low=0.0, high=1.0, low_inclusive=False)
     check_range("batch_norm_eps", options["batch_norm_eps"], low=0.0, low_inclusive=False)
     check_int("renorm_warmup_steps", options["renorm_warmup_steps"], 0)
@@ -224,18 +224,18 @@ def _normalization_options(**options: Any) -> dict[str, Any]:
 def _critic_options(critic: str, **categorical: float | None) -> dict[str, Any]:
     """Check the critic type and its options; fill the categorical defaults."""
     if critic not in CRITIC_TYPES:
-        raise ValueError(f"`critic` must be one of {list(CRITIC_TYPES)}, got {critic!r}")
+        raise InvalidValueError(f"`critic` must be one of {list(CRITIC_TYPES)}, got {critic!r}")
     given = {key: value for key, value in categorical.items() if value is not None}
     if critic != "categorical":
         if given:
-            raise ValueError(f"{sorted(given)} only apply to `critic='categorical'`, got critic={critic!r}")
+            raise InvalidValueError(f"{sorted(given)} only apply to `critic='categorical'`, got critic={critic!r}")
         return {"critic": critic}
     options: dict[str, Any] = {**CATEGORICAL_DEFAULTS, **given}
     check_int("n_atoms", options["n_atoms"], 2)
     check_range("v_min", options["v_min"])
     check_range("v_max", options["v_max"])
     if not -math.inf < options["v_min"] < options["v_max"] < math.inf:
-        raise ValueError(f"`v_min` < `v_max` must be finite, got v_min={options['v_min']} and v_max={options['v_max']}")
+        raise InvalidValueError(f"`v_min` < `v_max` must be finite, got v_min={options['v_min']} and v_max={options['v_max']}")
     return {"critic": critic, **options}
 
 

@@ -30,6 +30,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.noise import NormalActionNoise
 
+from sb3_ddpg_ext.common.validation import InvalidValueError
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
 from sb3_ddpg_ext.experiments.config import ExperimentConfig, parse_entry
 from sb3_ddpg_ext.experiments.provenance import provenance
@@ -68,7 +69,7 @@ def rl_zoo_entry(algorithm: str, env_id: str) -> ExperimentConfig:
     """
     entries = yaml.safe_load(RL_ZOO_HYPERPARAMS.read_text())[algorithm]
     if env_id not in entries:
-        raise ValueError(f"RL Zoo has no tuned {algorithm.upper()} entry for {env_id!r} (it has {sorted(entries)})")
+        raise InvalidValueError(f"RL Zoo has no tuned {algorithm.upper()} entry for {env_id!r} (it has {sorted(entries)})")
     return parse_entry(env_id, {**entries[env_id], "n_timesteps": 0}, source=f"RL Zoo {algorithm} {env_id}")
 
 
@@ -92,7 +93,7 @@ def build(algorithm: str, env_id: str, seed: int, policy_kwargs: dict[str, Any] 
     :param policy_kwargs: overrides of the policy arguments (e.g. smaller networks in tests)
     """
     if algorithm not in algorithm_names():
-        raise ValueError(f"unknown algorithm {algorithm!r}; algorithms are {algorithm_names()}")
+        raise InvalidValueError(f"unknown algorithm {algorithm!r}; algorithms are {algorithm_names()}")
     task = TASKS.get(env_id, Task())
     env = make_vec_env(env_id, n_envs=1, seed=seed)
     action_dim = int(np.prod(env.action_space.shape))  # type: ignore[arg-type]
@@ -224,7 +225,7 @@ def run_grid(
     :return: the CSV of every run of ``specs``
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"`executor` must be one of {list(EXECUTORS)}, got {executor!r}")
+        raise InvalidValueError(f"`executor` must be one of {list(EXECUTORS)}, got {executor!r}")
     specs = list(specs)
     pending = [spec for spec in specs if not spec.path(root).exists()]
     finished = _run_with_ray(pending, jobs, address) if executor == "ray" else _run_with_processes(pending, jobs)
@@ -248,7 +249,7 @@ def _run_with_ray(specs: list[RunSpec], jobs: int, address: str | None) -> Itera
     try:
         import ray
     except ImportError as error:
-        raise ValueError("executor='ray' needs Ray: pip install 'sb3-ddpg-ext[ray]'") from error
+        raise InvalidValueError("executor='ray' needs Ray: pip install 'sb3-ddpg-ext[ray]'") from error
     if not ray.is_initialized():
         if address is None:
             # Ray runs its workers at niceness 15: beside any other busy process they would barely run, and

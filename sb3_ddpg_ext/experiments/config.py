@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import yaml
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
@@ -28,7 +27,7 @@ from sb3_ddpg_ext.common.buffers import (
     UniformReplayBuffer,
 )
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise
-from sb3_ddpg_ext.common.validation import accepted_keyword_arguments
+from sb3_ddpg_ext.common.validation import InvalidValueError, accepted_keyword_arguments, read_yaml_mapping
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
 
 DEFAULT_HYPERPARAMS = pathlib.Path(__file__).resolve().parent.parent / "hyperparams" / "ddpg_ext.yml"
@@ -100,13 +99,9 @@ def load_entry(env_id: str, path: str | pathlib.Path = DEFAULT_HYPERPARAMS) -> E
     :param path: YAML file in RL Zoo's format
     :return: the converted entry
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"hyperparameter file {str(path)!r} does not exist")
-    with path.open() as file:
-        entries = yaml.safe_load(file) or {}
+    entries = read_yaml_mapping(path, "hyperparameter file")
     if env_id not in entries:
-        raise ValueError(f"{str(path)!r} has no entry for env {env_id!r}; it has entries for {sorted(entries)}")
+        raise InvalidValueError(f"{str(path)!r} has no entry for env {env_id!r}; it has entries for {sorted(entries)}")
     return parse_entry(env_id, entries[env_id], source=f"{path}[{env_id}]")
 
 
@@ -122,15 +117,15 @@ def parse_entry(env_id: str, entry: dict[str, Any], source: str = "entry") -> Ex
     entry = dict(entry)
     unsupported = sorted(set(entry) & set(UNSUPPORTED_KEYS))
     if unsupported:
-        raise ValueError(f"{source}: keys {unsupported} are not supported by sb3-ddpg-ext")
+        raise InvalidValueError(f"{source}: keys {unsupported} are not supported by sb3-ddpg-ext")
     experiment = {key: entry.pop(key) for key in EXPERIMENT_KEYS if key in entry}
     model_kwargs = _convert_model_kwargs(entry, source)
 
     noise_type = experiment.get("noise_type")
     if noise_type is not None and noise_type not in NOISE_CLASSES:
-        raise ValueError(f"{source}: `noise_type` must be one of {sorted(NOISE_CLASSES)}, got {noise_type!r}")
+        raise InvalidValueError(f"{source}: `noise_type` must be one of {sorted(NOISE_CLASSES)}, got {noise_type!r}")
     if "n_timesteps" not in experiment:
-        raise ValueError(f"{source}: `n_timesteps` is required")
+        raise InvalidValueError(f"{source}: `n_timesteps` is required")
     return ExperimentConfig(
         env_id=env_id,
         n_timesteps=int(float(experiment["n_timesteps"])),
@@ -148,7 +143,9 @@ def _convert_model_kwargs(entry: dict[str, Any], source: str) -> dict[str, Any]:
     assert accepted is not None
     unknown = sorted(set(entry) - accepted)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; allowed keys are {sorted(accepted | set(EXPERIMENT_KEYS))}")
+        raise InvalidValueError(
+            f"{source}: unknown key(s) {unknown}; allowed keys are {sorted(accepted | set(EXPERIMENT_KEYS))}"
+        )
     kwargs = dict(entry)
     if isinstance(kwargs.get("learning_rate"), str):
         kwargs["learning_rate"] = parse_schedule(kwargs["learning_rate"], source)
@@ -171,13 +168,15 @@ def _param_noise(value: str | dict[str, Any], source: str) -> AdaptiveParamNoise
     accepted = accepted_keyword_arguments(AdaptiveParamNoise)
     unknown = sorted(set(arguments) - (accepted or set()))
     if unknown:
-        raise ValueError(f"{source}: unknown `param_noise` argument(s) {unknown}; allowed are {sorted(accepted or ())}")
+        raise InvalidValueError(f"{source}: unknown `param_noise` argument(s) {unknown}; allowed are {sorted(accepted or ())}")
     return AdaptiveParamNoise(**arguments)
 
 
 def _replay_buffer_class(name: str, source: str) -> type[ReplayBuffer]:
     if name not in REPLAY_BUFFER_CLASSES:
-        raise ValueError(f"{source}: `replay_buffer_class` must be one of {sorted(REPLAY_BUFFER_CLASSES)}, got {name!r}")
+        raise InvalidValueError(
+            f"{source}: `replay_buffer_class` must be one of {sorted(REPLAY_BUFFER_CLASSES)}, got {name!r}"
+        )
     return REPLAY_BUFFER_CLASSES[name]
 
 
@@ -194,7 +193,7 @@ def parse_schedule(value: str, source: str = "entry") -> LinearSchedule:
     except ValueError:
         initial = float("nan")
     if prefix != "lin" or not np.isfinite(initial):
-        raise ValueError(f"{source}: a schedule must look like 'lin_<float>', got {value!r}")
+        raise InvalidValueError(f"{source}: a schedule must look like 'lin_<float>', got {value!r}")
     return LinearSchedule(start=initial, end=0.0, end_fraction=1.0)
 
 
@@ -226,12 +225,12 @@ def parse_dict(value: str | dict[str, Any], key: str, source: str = "entry") -> 
         try:
             tree = ast.parse(value.strip(), mode="eval").body
         except SyntaxError as error:
-            raise ValueError(f"{source}: `{key}` string {value!r} is not valid syntax") from error
+            raise InvalidValueError(f"{source}: `{key}` string {value!r} is not valid syntax") from error
         if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "dict" and not tree.args):
-            raise ValueError(f"{source}: `{key}` string must be 'dict(key=value, ...)', got {value!r}")
+            raise InvalidValueError(f"{source}: `{key}` string must be 'dict(key=value, ...)', got {value!r}")
         value = {keyword.arg: _literal_or_name(keyword.value, key, source) for keyword in tree.keywords if keyword.arg}
     if not isinstance(value, dict):
-        raise ValueError(f"{source}: `{key}` must be a mapping or a 'dict(...)' string, got {value!r}")
+        raise InvalidValueError(f"{source}: `{key}` must be a mapping or a 'dict(...)' string, got {value!r}")
     return dict(value)
 
 
@@ -243,7 +242,7 @@ def _literal_or_name(node: ast.expr, key: str, source: str) -> Any:
     try:
         return ast.literal_eval(node)
     except ValueError as error:
-        raise ValueError(
+        raise InvalidValueError(
             f"{source}: only literals and torch names are allowed in `{key}`, got {ast.unparse(node)!r}"
         ) from error
 
@@ -255,18 +254,25 @@ def _resolve_class_name(name: Any, source: str) -> Any:
     module = _NAMESPACES.get(namespace or "nn")
     resolved = getattr(module, attribute, None) if module is not None else None
     if not isinstance(resolved, type):
-        raise ValueError(f"{source}: {name!r} is not a class of torch.nn or torch.optim (e.g. 'nn.ReLU', 'th.optim.Adam')")
+        raise InvalidValueError(
+            f"{source}: {name!r} is not a class of torch.nn or torch.optim (e.g. 'nn.ReLU', 'th.optim.Adam')"
+        )
     return resolved
 
 
 def _convert_normalize(value: Any, source: str) -> dict[str, Any] | None:
     if isinstance(value, str):
         # RL Zoo writes e.g. "{'norm_obs': True, 'norm_reward': False}".
-        value = ast.literal_eval(value)
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as error:  # literal_eval raises both for text that is not a literal
+            raise InvalidValueError(
+                f"{source}: `normalize` string {value!r} is not a Python literal (e.g. \"{{'norm_obs': True}}\")"
+            ) from error
     if value is True:
         return {}
     if value is False or value is None:
         return None
     if isinstance(value, dict):
         return dict(value)
-    raise ValueError(f"{source}: `normalize` must be a boolean or a mapping of VecNormalize arguments, got {value!r}")
+    raise InvalidValueError(f"{source}: `normalize` must be a boolean or a mapping of VecNormalize arguments, got {value!r}")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-import yaml
 
+from sb3_ddpg_ext.common.validation import InvalidValueError, read_yaml_mapping
 from sb3_ddpg_ext.experiments.config import parse_entry
 from sb3_ddpg_ext.experiments.tasks import TASKS
 
@@ -139,7 +139,7 @@ def narrow(space: SearchSpace, overrides: Mapping[str, Any], source: str = "sear
     allowed = set(space) | set(SUPPORT_DIMENSIONS)
     unknown = sorted(set(overrides) - allowed)
     if unknown:
-        raise ValueError(f"{source}: unknown parameter(s) {unknown}; the search space has {sorted(allowed)}")
+        raise InvalidValueError(f"{source}: unknown parameter(s) {unknown}; the search space has {sorted(allowed)}")
     narrowed = dict(space)
     for name, value in overrides.items():
         when = space[name].when if name in space else _is("critic", "categorical")
@@ -150,16 +150,16 @@ def narrow(space: SearchSpace, overrides: Mapping[str, Any], source: str = "sear
 def _dimension(name: str, value: Any, when: Condition | None, source: str) -> Dimension:
     if isinstance(value, list):
         if not value:
-            raise ValueError(f"{source}: `{name}` needs at least one choice, got []")
+            raise InvalidValueError(f"{source}: `{name}` needs at least one choice, got []")
         return Choice(tuple(value), when)
     if isinstance(value, dict):
         if set(value) - {"low", "high", "log"} or not {"low", "high"} <= set(value):
-            raise ValueError(f"{source}: a range for `{name}` must have keys low, high and optionally log, got {value}")
+            raise InvalidValueError(f"{source}: a range for `{name}` must have keys low, high and optionally log, got {value}")
         low, high, log = value["low"], value["high"], bool(value.get("log", False))
         if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
-            raise ValueError(f"{source}: `{name}` needs numbers low < high, got low={low!r}, high={high!r}")
+            raise InvalidValueError(f"{source}: `{name}` needs numbers low < high, got low={low!r}, high={high!r}")
         if log and low <= 0:
-            raise ValueError(f"{source}: a log range for `{name}` needs low > 0, got {low!r}")
+            raise InvalidValueError(f"{source}: a log range for `{name}` needs low > 0, got {low!r}")
         integer = isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool)
         return Range(float(low), float(high), log=log, integer=integer, when=when)
     return Choice((value,), when)
@@ -171,12 +171,7 @@ def read_overrides(path: str | pathlib.Path) -> dict[str, Any]:
 
     :param path: YAML mapping of raw names to choices, ranges or fixed values
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"search space file {str(path)!r} does not exist")
-    overrides = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(overrides, dict):
-        raise ValueError(f"{path}: a search space file must be a mapping of parameter names, got {overrides!r}")
+    overrides = read_yaml_mapping(path, "search space file")
     narrow(default_search_space(), overrides, source=str(path))
     return overrides
 
@@ -187,7 +182,7 @@ def check_search_space(space: SearchSpace, env_id: str) -> None:
     can_be_categorical = isinstance(critic, Choice) and "categorical" in critic.choices
     missing = [name for name in SUPPORT_DIMENSIONS if name not in space]
     if can_be_categorical and missing:
-        raise ValueError(
+        raise InvalidValueError(
             f"the search space can choose critic='categorical' but has no {missing} for env {env_id!r} (known for "
             f"{sorted(TASKS)}): fix them in the search space (e.g. `v_min: -100` and `v_max: 100`, covering the "
             "task's Q-values) or narrow `critic` to ['plain']"

@@ -17,6 +17,8 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from sb3_ddpg_ext.common.validation import InvalidValueError
+
 HEARTBEAT_KEY = "sb3_ddpg_ext:heartbeat"
 
 
@@ -76,9 +78,9 @@ def make_storage(
     :param grace_period: seconds without a heartbeat after which a running trial is failed
     """
     if heartbeat_interval < 1:
-        raise ValueError(f"`heartbeat_interval` must be >= 1 second, got {heartbeat_interval}")
+        raise InvalidValueError(f"`heartbeat_interval` must be >= 1 second, got {heartbeat_interval}")
     if grace_period is not None and grace_period < heartbeat_interval:
-        raise ValueError(f"`grace_period` must be >= heartbeat_interval={heartbeat_interval}, got {grace_period}")
+        raise InvalidValueError(f"`grace_period` must be >= heartbeat_interval={heartbeat_interval}, got {grace_period}")
     if isinstance(storage, str) and is_database_url(storage):
         try:
             with warnings.catch_warnings():
@@ -90,7 +92,7 @@ def make_storage(
                     engine_kwargs={"pool_pre_ping": True},
                 )
         except (ImportError, ModuleNotFoundError) as error:
-            raise ValueError(
+            raise InvalidValueError(
                 f"storage {storage!r} needs a database driver that is not installed ({error}); for PostgreSQL: "
                 "pip install 'sb3-ddpg-ext[tune]'"
             ) from error

@@ -11,6 +11,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from sb3_ddpg_ext.common.validation import MissingFileError
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
 from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS, ExperimentConfig, load_entry
 
@@ -58,6 +59,25 @@ def default_model_path(env_id: str, seed: int) -> pathlib.Path:
     return pathlib.Path("logs") / "ddpg_ext" / f"{env_id}_seed{seed}" / "model.zip"
 
 
+def saved_model_path(path: str | pathlib.Path) -> pathlib.Path:
+    """The file ``model.save(path)`` writes: SB3 appends ``.zip`` to a path without a suffix."""
+    path = pathlib.Path(path)
+    return path if path.suffix else pathlib.Path(f"{path}.zip")
+
+
+def existing_model_path(path: str | pathlib.Path) -> pathlib.Path:
+    """
+    The model file a user means by ``path``: the path itself, or with ``.zip`` appended, as ``DDPGExt.load`` tries.
+
+    :raises MissingFileError: neither exists
+    """
+    path = pathlib.Path(path)
+    for candidate in (path, pathlib.Path(f"{path}.zip")):
+        if candidate.is_file():
+            return candidate
+    raise MissingFileError(f"model file {str(path)!r} does not exist (nor {str(path)!r} with '.zip' appended)")
+
+
 def train(
     env_id: str,
     seed: int = 0,
@@ -77,14 +97,15 @@ def train(
     :param timesteps: training budget; ``None`` takes the entry's ``n_timesteps``
     :param hyperparams: RL-Zoo-format YAML file
     :param tensorboard_log: TensorBoard log folder (``None``: no TensorBoard logging)
-    :param save_path: where to save the model (``.zip``); default ``logs/ddpg_ext/<env>_seed<seed>/model.zip``
+    :param save_path: where to save the model; ``.zip`` is appended to a path without a suffix, as SB3 does;
+        default ``logs/ddpg_ext/<env>_seed<seed>/model.zip``
     :param n_eval_episodes: evaluation episodes of the final deterministic policy
     :param progress_bar: show SB3's progress bar
     :param verbose: SB3 verbosity
     """
     config = load_entry(env_id, hyperparams)
     n_timesteps = config.n_timesteps if timesteps is None else timesteps
-    model_path = pathlib.Path(save_path) if save_path is not None else default_model_path(env_id, seed)
+    model_path = saved_model_path(save_path) if save_path is not None else default_model_path(env_id, seed)
 
     model = build_model(config, seed, tensorboard_log=tensorboard_log, verbose=verbose)
     env = model.get_env()
@@ -147,14 +168,12 @@ def evaluate(
     (no update, rewards not normalised) so that returns are the environment's own.
 
     :param env_id: Gymnasium environment id
-    :param model_path: a model saved by :func:`train` or ``DDPGExt.save``
+    :param model_path: a model saved by :func:`train` or ``DDPGExt.save``, with or without its ``.zip``
     :param n_episodes: number of evaluation episodes
     :param seed: seed of the evaluation environment
     :param env_kwargs: keyword arguments for ``gymnasium.make``
     """
-    model_path = pathlib.Path(model_path)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"model file {str(model_path)!r} does not exist")
+    model_path = existing_model_path(model_path)
     env: VecEnv = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs)
     stats_path = vecnormalize_path(model_path)
     if stats_path.is_file():

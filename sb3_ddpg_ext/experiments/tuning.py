@@ -26,6 +26,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ddpg_ext.common.priorities import NonFinitePriorityError
+from sb3_ddpg_ext.common.validation import InvalidValueError
 from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS, parse_entry
 from sb3_ddpg_ext.experiments.samplers import SAMPLERS, TrialSeededSampler, make_sampler
 from sb3_ddpg_ext.experiments.search_space import (
@@ -94,19 +95,19 @@ class TuningSettings:
         for name in ("n_trials", "n_timesteps", "n_evaluations", "n_eval_episodes", "n_jobs", "torch_threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+                raise InvalidValueError(f"`{name}` must be a positive integer, got {value!r}")
         if self.n_evaluations > self.n_timesteps:
-            raise ValueError(f"`n_evaluations={self.n_evaluations}` must be <= `n_timesteps={self.n_timesteps}`")
+            raise InvalidValueError(f"`n_evaluations={self.n_evaluations}` must be <= `n_timesteps={self.n_timesteps}`")
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {list(SAMPLERS)}, got {self.sampler!r}")
+            raise InvalidValueError(f"`sampler` must be one of {list(SAMPLERS)}, got {self.sampler!r}")
         if self.pruner not in PRUNERS:
-            raise ValueError(f"`pruner` must be one of {list(PRUNERS)}, got {self.pruner!r}")
+            raise InvalidValueError(f"`pruner` must be one of {list(PRUNERS)}, got {self.pruner!r}")
         if self.n_startup_trials < 0:
-            raise ValueError(f"`n_startup_trials` must be >= 0, got {self.n_startup_trials}")
+            raise InvalidValueError(f"`n_startup_trials` must be >= 0, got {self.n_startup_trials}")
         if self.sampler == "cmaes":
             _require_module("cmaes", "sampler='cmaes'")
         if self.output_path.resolve() == DEFAULT_HYPERPARAMS.resolve():
-            raise ValueError(f"`output` must not be the package's hyperparameter file {str(DEFAULT_HYPERPARAMS)!r}")
+            raise InvalidValueError(f"`output` must not be the package's hyperparameter file {str(DEFAULT_HYPERPARAMS)!r}")
         check_continuous_env(self.env_id)
         check_search_space(self.space(), self.env_id)
 
@@ -134,7 +135,7 @@ def _require_module(module: str, purpose: str) -> None:
     try:
         __import__(module)
     except ImportError as error:
-        raise ValueError(f"{purpose} needs the `{module}` package: pip install 'sb3-ddpg-ext[tune]'") from error
+        raise InvalidValueError(f"{purpose} needs the `{module}` package: pip install 'sb3-ddpg-ext[tune]'") from error
 
 
 def check_continuous_env(env_id: str) -> None:
@@ -142,11 +143,11 @@ def check_continuous_env(env_id: str) -> None:
     try:
         env = gym.make(env_id)
     except gym.error.Error as error:
-        raise ValueError(f"unknown or unusable env {env_id!r}: {error}") from error
+        raise InvalidValueError(f"unknown or unusable env {env_id!r}: {error}") from error
     action_space = env.action_space
     env.close()
     if not isinstance(action_space, gym.spaces.Box):
-        raise ValueError(f"env {env_id!r} has {action_space}; DDPGExt needs continuous (Box) actions")
+        raise InvalidValueError(f"env {env_id!r} has {action_space}; DDPGExt needs continuous (Box) actions")
 
 
 class TrialEvalCallback(EvalCallback):

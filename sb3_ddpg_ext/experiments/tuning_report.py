@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 import yaml
 
+from sb3_ddpg_ext.common.validation import InvalidValueError
 from sb3_ddpg_ext.experiments.provenance import provenance
 from sb3_ddpg_ext.experiments.tuning import ENTRY_ATTR, FAILURE_ATTR, OUTPUT_MARKER, TuningSettings, tune
 
@@ -21,7 +22,7 @@ PLOTS = {
 def check_output_is_ours(path: pathlib.Path) -> None:
     """Refuse to replace a file that an earlier tuning run did not write (e.g. a hand-kept hyperparameter file)."""
     if path.exists() and not path.read_text().startswith(OUTPUT_MARKER):
-        raise ValueError(
+        raise InvalidValueError(
             f"output file {str(path)!r} exists and was not written by a tuning run; choose another `--output` "
             "(tuning never overwrites hyperparameter files)"
         )
@@ -29,7 +30,8 @@ def check_output_is_ours(path: pathlib.Path) -> None:
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return max(complete, key=lambda trial: trial.value or float("-inf")) if complete else None
+    # A complete trial has a value (0.0 among them: `value or -inf` once ranked it last).
+    return max(complete, key=lambda trial: float("-inf") if trial.value is None else trial.value) if complete else None
 
 
 def summary(study: optuna.Study) -> list[str]:
