@@ -5,10 +5,13 @@ import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
+from update_helpers import outputs_target_and_loss
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedDictReplayBuffer, PrioritizedReplayBuffer
 from sb3_ddpg_ext.common.distributional import categorical_projection
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic
+from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
+from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetSmoothing
 
 FAST = dict(learning_starts=50, batch_size=32, buffer_size=2_000)
 CATEGORICAL = dict(net_arch=[16], critic="categorical", n_atoms=21, v_min=-200.0, v_max=0.0)
@@ -79,7 +82,7 @@ def test_plain_target_takes_the_minimum_over_critics():
     # The three target critics disagree, so taking the minimum matters.
     assert (next_q.max(dim=1).values - next_q.min(dim=1).values).min() > 0
     expected = batch.rewards + (1 - batch.dones) * batch.discounts * next_q.min(dim=1, keepdim=True).values
-    th.testing.assert_close(model._td_target(batch, model._critic_outputs(batch)[1]), expected)
+    th.testing.assert_close(outputs_target_and_loss(model, batch)[2], expected)
 
 
 def test_categorical_target_uses_the_critic_with_the_lowest_mean():
@@ -92,15 +95,13 @@ def test_categorical_target_uses_the_critic_with_the_lowest_mean():
     means = th.stack([p @ model.critic.atoms for p in probabilities], dim=1)
     lowest = th.where((means[:, 0] <= means[:, 1])[:, None], probabilities[0], probabilities[1])
     expected = categorical_projection(lowest, batch.rewards, (1 - batch.dones) * model.gamma, model.critic.atoms)
-    th.testing.assert_close(model._td_target(batch, model._critic_outputs(batch)[1]), expected)
+    th.testing.assert_close(outputs_target_and_loss(model, batch)[2], expected)
 
 
 def test_categorical_loss_is_cross_entropy_and_q_is_the_expectation():
     model = _trained(CATEGORICAL, replay_buffer_class=PrioritizedReplayBuffer)
     batch = model.replay_buffer.sample(32)
-    outputs, next_outputs = model._critic_outputs(batch)
-    target = model._td_target(batch, next_outputs)
-    loss, priorities, current_q = model._critic_loss(batch, outputs, target)
+    _, _, target, (loss, priorities, _, current_q, *_) = outputs_target_and_loss(model, batch)
     (logits,) = model.critic(batch.observations, batch.actions)
     cross_entropy = -(target * th.log_softmax(logits, dim=1)).sum(dim=1)
     th.testing.assert_close(loss, (cross_entropy * batch.weights.view(-1)).mean())
@@ -108,9 +109,18 @@ def test_categorical_loss_is_cross_entropy_and_q_is_the_expectation():
     th.testing.assert_close(current_q[:, 0], (th.softmax(logits, dim=1) @ model.critic.atoms).detach())
 
 
+@pytest.mark.parametrize("lean_update", [True, False])
 @pytest.mark.parametrize("policy_delay", [1, 2, 3])
-def test_actor_and_targets_are_updated_once_every_policy_delay_critic_updates(policy_delay):
-    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16]), policy_delay=policy_delay, seed=0, **FAST)
+def test_actor_and_targets_are_updated_once_every_policy_delay_critic_updates(policy_delay, lean_update, monkeypatch):
+    model = DDPGExt(
+        "MlpPolicy",
+        "Pendulum-v1",
+        policy_kwargs=dict(net_arch=[16]),
+        policy_delay=policy_delay,
+        lean_update=lean_update,
+        seed=0,
+        **FAST,
+    )
     counts = {"critic": 0, "actor": 0, "targets": 0}
 
     def counting(name, function):
@@ -120,10 +130,12 @@ def test_actor_and_targets_are_updated_once_every_policy_delay_critic_updates(po
 
         return counted
 
-    model._update_critic = counting("critic", model._update_critic)
-    model._update_actor = counting("actor", model._update_actor)
+    backend = FastUpdate if lean_update else AutogradUpdate
+    monkeypatch.setattr(backend, "step_critics", counting("critic", backend.step_critics))
+    monkeypatch.setattr(backend, "step_actor", counting("actor", backend.step_actor))
     model._update_target_networks = counting("targets", model._update_target_networks)
     model.learn(200)
+    assert isinstance(model._update_setup.backend, backend)
     assert counts["critic"] == model._n_updates == 150
     assert counts["actor"] == counts["targets"] == 150 // policy_delay
 
@@ -134,7 +146,7 @@ def test_target_smoothing_noise_is_clipped(noise_clip):
     batch = model.replay_buffer.sample(256)
     with th.no_grad():
         clean = model.actor_target(batch.next_observations)
-    smoothed = model._target_actions(batch.next_observations)
+    smoothed = TargetSmoothing(model.target_policy_noise, model.target_noise_clip)(clean)
     deviation = (smoothed - clean).abs()
     assert th.all(smoothed.abs() <= 1.0)
     if noise_clip > 0:

@@ -9,6 +9,7 @@ import torch as th
 from stable_baselines3 import DDPG, TD3
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
+from update_helpers import outputs_target_and_loss
 
 from sb3_ddpg_ext import DDPGExt
 
@@ -47,9 +48,7 @@ def test_critic_loss_equals_sum_of_mse_over_critics(n_steps):
     model = DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=n_steps, **_settings(policy_kwargs=dict(net_arch=[32], n_critics=2)))
     model.learn(150)
     batch = model.replay_buffer.sample(32)
-    outputs, next_outputs = model._critic_outputs(batch)
-    target = model._td_target(batch, next_outputs)
-    loss, priorities, current_q = model._critic_loss(batch, outputs, target)
+    _, _, target, (loss, priorities, _, current_q, *_) = outputs_target_and_loss(model, batch)
     q_values = model.critic(batch.observations, batch.actions)
     th.testing.assert_close(loss, sum(th.nn.functional.mse_loss(q, target) for q in q_values))
     # Priority rule with several critics: the mean absolute TD error over them.
@@ -119,12 +118,10 @@ def test_networks_are_in_the_same_train_or_eval_mode_as_in_sb3(gradient_steps):
 
 
 def test_without_action_noise_the_same_collected_data_as_sb3_ddpg():
-    # The actions' rescaling then runs in one compiled call: the buffers must still hold SB3's floats.
     settings = _settings(gradient_steps=0, learning_starts=50)  # no updates: the same weights on both sides
     model, reference = (
         algorithm_class("MlpPolicy", "MountainCarContinuous-v0", **settings) for algorithm_class in (DDPGExt, DDPG)
     )
-    assert model._rescales_compiled
     for algorithm in (model, reference):
         algorithm.learn(150)
     for name in ("observations", "next_observations", "actions", "rewards"):

@@ -6,6 +6,7 @@ import torch as th
 from sb3_contrib.common.torch_layers import BatchRenorm1d
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
+from update_helpers import specification
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedDictReplayBuffer
 from sb3_ddpg_ext.common.torch_utils import evaluation_mode
@@ -36,7 +37,7 @@ def test_layer_norm_after_each_hidden_layer(actor_layer_norm):
 def test_crossq_has_no_target_networks_and_batch_renorm_everywhere():
     model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(CROSSQ, n_critics=2), **FAST)
     assert model.actor_target is None and model.critic_target is None
-    assert model.policy.actor_target is None and not model.policy.has_target_networks
+    assert model.policy.actor_target is None and not model.policy.target_networks
     assert not any("target" in key for key in model.policy.state_dict())
     # Before each linear layer, the output layer included.
     assert len(_modules(model.actor, BatchRenorm1d)) == 2 and len(_modules(model.critic, BatchRenorm1d)) == 4
@@ -73,7 +74,7 @@ def test_joint_forward_covers_both_batches():
     model.policy.set_training_mode(True)
     first = _modules(model.critic, BatchRenorm1d)[0]
     before = first.ra_mean.clone()
-    model._critic_outputs(batch)
+    specification(model).critic_outputs(batch)
     with th.no_grad(), evaluation_mode(model.actor):
         next_actions = model.actor(batch.next_observations)
     joint = th.cat([th.cat([batch.observations, batch.actions], 1), th.cat([batch.next_observations, next_actions], 1)])

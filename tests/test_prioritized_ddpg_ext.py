@@ -6,6 +6,7 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
 from stable_baselines3.common.logger import configure
+from update_helpers import outputs_target_and_loss
 
 from sb3_ddpg_ext import DDPGExt, NStepDictReplayBuffer, PrioritizedDictReplayBuffer, PrioritizedReplayBuffer
 from sb3_ddpg_ext.common.type_aliases import PrioritizedReplayBufferSamples
@@ -43,20 +44,20 @@ def test_priorities_handed_back_are_the_td_errors_of_the_update(monkeypatch):
     model = _model(n_steps=2, policy_kwargs=dict(net_arch=[16], n_critics=2))
     model.learn(100)
     recorded = {}
-    sample, update_critic = model.replay_buffer.sample, model._update_critic
+    sample, critic_loss = model.replay_buffer.sample, model.critic.loss
 
     def recording_sample(*args, **kwargs):
         recorded["batch"] = sample(*args, **kwargs)
         return recorded["batch"]
 
-    def recording_update_critic(batch):
-        recorded["result"] = update_critic(batch)
-        return recorded["result"]
+    def recording_loss(*args, **kwargs):
+        recorded["loss"] = critic_loss(*args, **kwargs)
+        return recorded["loss"]
 
     monkeypatch.setattr(model.replay_buffer, "sample", recording_sample)
-    monkeypatch.setattr(model, "_update_critic", recording_update_critic)
+    monkeypatch.setattr(model.critic, "loss", recording_loss)
     model.train(gradient_steps=1, batch_size=32)
-    batch, (_, priorities, _, _) = recorded["batch"], recorded["result"]
+    batch, priorities = recorded["batch"], recorded["loss"].priorities
     # Repeated slots keep the value written last.
     _, last = np.unique(batch.indices[::-1], return_index=True)
     last = len(batch.indices) - 1 - last
@@ -70,9 +71,7 @@ def test_critic_loss_is_importance_weighted():
     batch = model.replay_buffer.sample(32)
     weights = th.linspace(0.1, 1.0, 32).view(-1, 1)
     weighted = PrioritizedReplayBufferSamples(*batch[:-2], weights=weights, indices=batch.indices)
-    outputs, next_outputs = model._critic_outputs(weighted)
-    target = model._td_target(weighted, next_outputs)
-    loss, priorities, _ = model._critic_loss(weighted, outputs, target)
+    _, _, target, (loss, priorities, *_) = outputs_target_and_loss(model, weighted)
     q1, q2 = model.critic(batch.observations, batch.actions)
     per_sample = (q1 - target).square() + (q2 - target).square()
     th.testing.assert_close(loss, (weights * per_sample).mean())

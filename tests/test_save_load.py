@@ -63,8 +63,9 @@ def test_save_load_restores_everything(tmp_path, env, policy, kwargs):
     # The loaded model trains on, with target networks that are separate tensors from the online ones.
     loaded.learn(80, reset_num_timesteps=False)
     assert loaded._n_updates > model._n_updates
-    assert all(p is not q for p, q in zip(loaded._online_params, loaded._target_params, strict=True))
-    assert loaded._target_params[0] is next(loaded.critic_target.parameters())
+    setup = loaded._update_setup
+    assert all(p is not q for p, q in zip(setup.online, setup.targets, strict=True))
+    assert setup.targets[0] is next(loaded.critic_target.parameters())
 
 
 def test_replay_buffer_save_load_round_trip(tmp_path):

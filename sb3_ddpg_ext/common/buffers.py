@@ -15,7 +15,6 @@ from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_ddpg_ext.common.legacy_random import global_randint
 from sb3_ddpg_ext.common.n_step import n_step_targets
 from sb3_ddpg_ext.common.priorities import ProportionalPriorities
 from sb3_ddpg_ext.common.type_aliases import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples
@@ -64,8 +63,8 @@ class _TargetsMixin(ReplayBuffer):
     ) -> ReplayBufferSamples | DictReplayBufferSamples:
         if self.optimize_memory_usage:  # SB3's memory-saving layout: SB3's draw
             return super().sample(batch_size, env=env)
-        # SB3's draw, np.random.randint on the global generator, in compiled code: the same batches for a seed.
-        return self._get_samples(global_randint(self.buffer_size if self.full else self.pos, batch_size), env=env)
+        # SB3's draw, np.random.randint on the global generator (which SB3's `seed` seeds): the same batches for a seed.
+        return self._get_samples(np.random.randint(0, self.buffer_size if self.full else self.pos, size=batch_size), env=env)
 
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
@@ -77,7 +76,7 @@ class _TargetsMixin(ReplayBuffer):
         if self.n_envs == 1:
             envs = np.zeros(len(batch_inds), dtype=batch_inds.dtype)
         else:
-            envs = global_randint(self.n_envs, len(batch_inds))
+            envs = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         return self.uniform_samples_class(**self._transitions(batch_inds, envs, env))
 
     def _targets(

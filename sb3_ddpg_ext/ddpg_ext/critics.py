@@ -1,6 +1,13 @@
-"""Critics of DDPGExt: an ensemble of Q-networks with a scalar or a categorical output."""
+"""
+Critics of DDPGExt: an ensemble of Q-networks with a scalar or a categorical output.
 
-from typing import Any
+Each critic type owns its maths: the TD target, the per-sample loss and priority, the loss's gradient with respect to
+its outputs (for the fast update) and the name of its logged error metric. The algorithm calls them without knowing
+the type, so a new critic type is one new class here and a name in :data:`CRITIC_TYPES`.
+"""
+
+import math
+from typing import Any, ClassVar, NamedTuple
 
 import torch as th
 from gymnasium import spaces
@@ -10,7 +17,31 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
-from sb3_ddpg_ext.common.distributional import expected_value
+from sb3_ddpg_ext.common.distributional import categorical_projection, expected_value
+from sb3_ddpg_ext.common.validation import InvalidValueError, check_int, check_range
+
+
+class CriticLoss(NamedTuple):
+    """
+    What a critic's :meth:`Critic.loss` gives: the loss to minimise and what the algorithm reads from it.
+
+    :param loss: the (importance-weighted) mean over the batch of the per-sample loss, with its graph when the
+        outputs have one
+    :param priorities: each sample's priority for prioritized replay, shape ``(batch,)``, no graph
+    :param error_mean: the mean over the batch of that per-sample error (logged as the critic's metric)
+    :param q_values: the critics' Q-values, shape ``(batch, n_critics)``, no graph
+    :param outputs: the critics' outputs the loss was computed from, ``(batch, n_critics, n_outputs)``
+    :param target: the TD target, see :meth:`Critic.td_target`
+    :param weights: the importance weights, shape ``(batch, 1)``, or None (uniform replay)
+    """
+
+    loss: th.Tensor
+    priorities: th.Tensor
+    error_mean: th.Tensor
+    q_values: th.Tensor
+    outputs: th.Tensor
+    target: th.Tensor
+    weights: th.Tensor | None
 
 
 class Critic(BaseModel):
@@ -87,6 +118,16 @@ class Critic(BaseModel):
             features = self.extract_features(obs, self.features_extractor)
         return self.q_networks[0](th.cat([features, actions], dim=1))
 
+    # The name of the logged mean of the per-sample error (``train/<name>``).
+    metric_name: ClassVar[str] = "td_error_mean"
+    # The keyword arguments of this critic type that the policy takes, with their defaults.
+    option_defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The critic type's options, defaults filled in, checked (a clear error names a bad one)."""
+        return {**cls.option_defaults, **options}
+
     def q_values(self, outputs: th.Tensor) -> th.Tensor:
         """
         Q-values of stacked outputs.
@@ -95,6 +136,48 @@ class Critic(BaseModel):
         :return: shape ``(...)``
         """
         return outputs.squeeze(-1)
+
+    def td_target(self, next_outputs: th.Tensor, rewards: th.Tensor, bootstrap_discounts: th.Tensor) -> th.Tensor:
+        """
+        The regression target ``y = r + discount * (1 - done) * min_k Q'_k(s', a')``: clipped double Q over the
+        target critics (TD3), the plain bootstrap for one.
+
+        :param next_outputs: the target critics' outputs for ``(s', a')``, shape ``(batch, n_critics, n_outputs)``
+        :param rewards: (n-step) rewards, shape ``(batch, 1)``
+        :param bootstrap_discounts: ``gamma^m (1 - done)``, shape ``(batch, 1)``
+        :return: shape ``(batch, 1)``
+        """
+        next_q = self.q_values(next_outputs)
+        lowest_q = next_q if next_q.shape[1] == 1 else next_q.amin(dim=1, keepdim=True)
+        return th.addcmul(rewards, bootstrap_discounts, lowest_q)
+
+    def loss(self, outputs: th.Tensor, target: th.Tensor, weights: th.Tensor | None = None) -> CriticLoss:
+        """
+        Per sample the sum over critics of the squared TD error (as SB3's TD3/DDPG); the loss is its mean over the
+        batch, weighted by the importance weights when given. The priority is the mean over critics of ``|TD error|``.
+
+        :param outputs: the critics' outputs for ``(s, a)``, shape ``(batch, n_critics, 1)``
+        :param target: from :meth:`td_target`
+        :param weights: importance weights, shape ``(batch, 1)``, or None
+        """
+        q_values = self.q_values(outputs)
+        td_errors = q_values - target
+        per_sample = td_errors.square().sum(dim=1)
+        loss = per_sample.mean() if weights is None else (per_sample * weights.view(-1)).mean()
+        priorities = td_errors.detach().abs().mean(dim=1)
+        return CriticLoss(loss, priorities, priorities.mean(), q_values.detach(), outputs, target, weights)
+
+    def loss_gradients(self, loss: CriticLoss) -> th.Tensor:
+        """
+        The derivative of :meth:`loss` with respect to the critics' outputs: ``2 w_i (Q_ik - y_i) / B`` (``w = 1``
+        without importance weights).
+
+        :return: shape ``(batch, n_critics, n_outputs)``
+        """
+        scale = 2.0 / loss.q_values.shape[0]
+        gradients = loss.q_values - loss.target
+        gradients = gradients.mul_(scale) if loss.weights is None else gradients.mul_(loss.weights * scale)
+        return gradients.unsqueeze(-1)
 
     def q_value_gradients(self, outputs: th.Tensor, scale: float = 1.0) -> th.Tensor:
         """
@@ -125,10 +208,58 @@ class CategoricalCritic(Critic):
         # A buffer: saved with the weights, moved with .to(device), never trained or Polyak-averaged.
         self.register_buffer("atoms", th.linspace(v_min, v_max, n_atoms))
 
+    metric_name: ClassVar[str] = "cross_entropy_mean"
+    option_defaults: ClassVar[dict[str, Any]] = {"n_atoms": 51, "v_min": -10.0, "v_max": 10.0}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        options = super().check_options(options)
+        check_int("n_atoms", options["n_atoms"], 2)
+        check_range("v_min", options["v_min"])
+        check_range("v_max", options["v_max"])
+        if not -math.inf < options["v_min"] < options["v_max"] < math.inf:
+            raise InvalidValueError(
+                f"`v_min` < `v_max` must be finite, got v_min={options['v_min']} and v_max={options['v_max']}"
+            )
+        return options
+
     def q_values(self, outputs: th.Tensor) -> th.Tensor:
         return expected_value(outputs, self.atoms)
+
+    def td_target(self, next_outputs: th.Tensor, rewards: th.Tensor, bootstrap_discounts: th.Tensor) -> th.Tensor:
+        """
+        The bootstrap distribution of the target critic with the lowest mean (D4PG with clipped double Q), shifted
+        by ``r``, scaled by ``gamma^m (1 - done)`` and projected onto the support.
+
+        :return: target distributions, shape ``(batch, n_atoms)``
+        """
+        next_q = self.q_values(next_outputs)
+        lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
+        return categorical_projection(th.softmax(lowest, dim=-1), rewards, bootstrap_discounts, self.atoms)
+
+    def loss(self, outputs: th.Tensor, target: th.Tensor, weights: th.Tensor | None = None) -> CriticLoss:
+        """
+        Per sample the sum over critics of the cross-entropy to the target distribution; priorities are its mean
+        over critics.
+        """
+        per_critic = -(target.unsqueeze(1) * th.log_softmax(outputs, dim=-1)).sum(dim=-1)
+        per_sample = per_critic.sum(dim=1)
+        loss = per_sample.mean() if weights is None else (per_sample * weights.view(-1)).mean()
+        priorities = per_critic.detach().mean(dim=1)
+        q_values = self.q_values(outputs.detach())
+        return CriticLoss(loss, priorities, priorities.mean(), q_values, outputs, target, weights)
+
+    def loss_gradients(self, loss: CriticLoss) -> th.Tensor:
+        """``w_i (softmax(x_ik) - y_i) / B``: the cross-entropy's derivative (the target sums to 1)."""
+        scale = 1.0 / loss.outputs.shape[0]
+        gradients = th.softmax(loss.outputs.detach(), dim=-1).sub_(loss.target.unsqueeze(1))
+        return gradients.mul_(scale) if loss.weights is None else gradients.mul_(loss.weights.view(-1, 1, 1) * scale)
 
     def q_value_gradients(self, outputs: th.Tensor, scale: float = 1.0) -> th.Tensor:
         # Q = sum_j softmax(x)_j z_j, so dQ/dx_j = p_j (z_j - Q).
         probabilities = th.softmax(outputs, dim=-1)
         return (probabilities * (self.atoms - (probabilities @ self.atoms).unsqueeze(-1))).mul_(scale)
+
+
+# The critic types a policy can be built with (``policy_kwargs=dict(critic=NAME)``): one line per type.
+CRITIC_TYPES: dict[str, type[Critic]] = {"plain": Critic, "categorical": CategoricalCritic}

@@ -1,29 +1,22 @@
 """DDPGExt: DDPG as an SB3 off-policy algorithm, with each later improvement a switch."""
 
-import contextlib
 from collections import defaultdict
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
-from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name
-from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
-from stable_baselines3.td3.policies import Actor as TD3Actor
-from stable_baselines3.td3.policies import TD3Policy
 
-from sb3_ddpg_ext.common.action_scaling import rescaled_actions
-from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, PrioritizedSampling, UniformReplayBuffer
-from sb3_ddpg_ext.common.distributional import categorical_projection
+from sb3_ddpg_ext.common.buffer_setup import default_buffer_class, make_replay_buffer, n_step_buffer_kwargs
+from sb3_ddpg_ext.common.buffers import PrioritizedSampling
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
-from sb3_ddpg_ext.common.squared_td import squared_td_step
-from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode, without_graph
 from sb3_ddpg_ext.common.validation import (
     InvalidTypeError,
     InvalidValueError,
@@ -34,23 +27,28 @@ from sb3_ddpg_ext.common.validation import (
     check_range,
 )
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
-from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
-from sb3_ddpg_ext.ddpg_ext.lean_update import LeanUpdate
+from sb3_ddpg_ext.ddpg_ext.critics import Critic
+from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
+from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetSmoothing, UpdateBackend
 
 SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
 
 # Arguments the algorithm passes to the policy itself; they are not for ``policy_kwargs``.
 _POLICY_ARGUMENTS_SET_BY_ALGORITHM = ("observation_space", "action_space", "lr_schedule")
-_BUFFER_ARGUMENTS_SET_BY_ALGORITHM = (
-    "buffer_size",
-    "observation_space",
-    "action_space",
-    "device",
-    "n_envs",
-    "optimize_memory_usage",
-    "env",
-)
+
+
+class _UpdateSetup(NamedTuple):
+    """What train() runs with, chosen once for the objects in :attr:`key` and chosen again when one of them changes."""
+
+    key: tuple[Any, ...]
+    backend: UpdateBackend
+    # The fast backend records no graph: in inference mode every tensor op skips autograd's dispatch layers.
+    inference_mode: bool
+    online: list[th.Tensor]  # parameters averaged into the targets, and the targets, in the same order
+    targets: list[th.Tensor]
+    online_statistics: list[th.Tensor]  # running statistics (BatchNorm/BatchRenorm), copied into the targets
+    target_statistics: list[th.Tensor]
 
 
 class DDPGExt(OffPolicyAlgorithm):
@@ -94,10 +92,12 @@ class DDPGExt(OffPolicyAlgorithm):
     :param target_noise_clip: absolute limit of that noise (clipping only when > 0)
     :param param_noise: adaptive parameter-space noise (Plappert et al. 2018): collect with a perturbed copy
         of the actor, re-perturbed at each episode end (alone or together with ``action_noise``)
-    :param lean_update: compute the gradients of plain networks by hand instead of with autograd: the same
-        update, with less work (see :class:`~sb3_ddpg_ext.ddpg_ext.lean_update.LeanUpdate`). Policies it
-        cannot run (normalisation layers, activations other than ReLU, features extractors other than
-        flattening, no target networks) use autograd whatever this says; False forces autograd.
+    :param lean_update: run the update's network passes on the fast backend
+        (:class:`~sb3_ddpg_ext.ddpg_ext.fast_update.FastUpdate`, gradients derived by hand: the same update with less
+        work) where it supports the policy (plain ReLU MLPs on flattened observations, target networks); other
+        policies, or False, run the specification (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`). Replacing
+        a network or an optimizer after construction takes effect at the next ``train()``: the backend is chosen
+        again for the new objects.
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -115,26 +115,10 @@ class DDPGExt(OffPolicyAlgorithm):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    # Lists of tensors derived from the policy in _create_aliases: rebuilt on load, never saved.
-    _derived_attributes = (
-        "_actor_params",
-        "_online_params",
-        "_target_params",
-        "_online_running_stats",
-        "_target_running_stats",
-        "_lean",
-        "_acts_through_mu",
-        "_rescales_compiled",
-    )
-
     _perturbed_at_episode = -1
+    _update_setup: _UpdateSetup | None = None  # derived from the policy in train(): never saved
 
     policy: DDPGExtPolicy
-    actor: Actor
-    critic: Critic
-    # None in CrossQ mode (policy_kwargs batch_norm=True), which has no target networks.
-    actor_target: Actor | None
-    critic_target: Critic | None
 
     def __init__(
         self,
@@ -257,332 +241,144 @@ class DDPGExt(OffPolicyAlgorithm):
         policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
         self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
-        self._create_aliases()
 
     def _make_replay_buffer(self) -> ReplayBuffer:
         """
-        Build the replay buffer. ``n_steps`` is handed to any buffer class that takes it (SB3 drops it
-        silently for a custom class); a class that cannot do n-step returns is an error, not a no-op.
+        The replay buffer: chosen for the observation space unless given, with ``n_steps``/``gamma`` handed to it for
+        n-step returns (also to a custom class, which SB3 does not do; one that cannot take them is an error).
         """
         if self.replay_buffer_class is None:
-            if isinstance(self.observation_space, spaces.Dict):
-                self.replay_buffer_class = NStepDictReplayBuffer if self.n_steps > 1 else DictReplayBuffer
-            else:
-                self.replay_buffer_class = UniformReplayBuffer
-        handed_over = self._pass_n_steps_to_buffer(self.replay_buffer_class)
-        check_known_keys(
-            "replay_buffer_kwargs",
+            self.replay_buffer_class = default_buffer_class(self.observation_space, self.n_steps)
+        self.replay_buffer_kwargs, added = n_step_buffer_kwargs(
+            self.replay_buffer_class, self.replay_buffer_kwargs, self.n_steps, self.gamma
+        )
+        return make_replay_buffer(
+            self.replay_buffer_class,
             self.replay_buffer_kwargs,
-            accepted_keyword_arguments(self.replay_buffer_class, skip=_BUFFER_ARGUMENTS_SET_BY_ALGORITHM),
+            added,
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            self.device,
+            self.n_envs,
+            self.optimize_memory_usage,
+            self.env,
         )
-        # A local copy: the env must not be pickled with the kwargs when using HerReplayBuffer.
-        replay_buffer_kwargs = self.replay_buffer_kwargs.copy()
-        if issubclass(self.replay_buffer_class, HerReplayBuffer):
-            assert self.env is not None, "You must pass an environment when using `HerReplayBuffer`"
-            replay_buffer_kwargs["env"] = self.env
-        try:
-            return self.replay_buffer_class(
-                self.buffer_size,
-                self.observation_space,
-                self.action_space,
-                device=self.device,
-                n_envs=self.n_envs,
-                optimize_memory_usage=self.optimize_memory_usage,
-                **replay_buffer_kwargs,
-            )
-        except TypeError as error:
-            if not handed_over or not any(f"'{key}'" in str(error) for key in handed_over):
-                raise
-            # A buffer taking **kwargs that does not compute n-step returns after all.
-            raise InvalidTypeError(
-                f"n-step returns hand {handed_over} to `replay_buffer_class={self.replay_buffer_class.__name__}`, "
-                f"which cannot take them ({error}); use a buffer that computes n-step returns, or n_steps=1"
-            ) from error
 
-    def _pass_n_steps_to_buffer(self, buffer_class: type[ReplayBuffer]) -> list[str]:
-        """
-        With n-step returns (``n_steps > 1`` here, or in ``replay_buffer_kwargs`` as SB3 documents for custom
-        buffers), give ``n_steps`` and ``gamma`` to the buffer, so that its returns are discounted as the
-        algorithm's; refuse a contradiction, or a buffer that cannot take them. With 1-step returns nothing is
-        handed over (as SB3, which passes them to its own ``NStepReplayBuffer`` only).
+    # SB3's names for the networks (as TD3's aliases), read from the policy: replacing one there is seen here.
+    @property
+    def actor(self) -> Actor:  # type: ignore[override]
+        return self.policy.actor
 
-        :return: the keys added to ``replay_buffer_kwargs``
-        """
-        given = self.replay_buffer_kwargs
-        n_steps = self.n_steps if self.n_steps > 1 else given.get("n_steps", 1)
-        for key, value in (("n_steps", n_steps), ("gamma", self.gamma)):
-            # A contradicting gamma is refused even where it would go unused: nothing is silently ignored.
-            if given.get(key, value) != value:
-                raise InvalidValueError(f"`replay_buffer_kwargs['{key}']={given[key]!r}` contradicts `{key}={value!r}`")
-        if n_steps == 1:
-            return []
-        accepted = accepted_keyword_arguments(buffer_class)
-        if accepted is not None and not {"n_steps", "gamma"} <= accepted:
-            raise InvalidValueError(
-                f"`n_steps={n_steps}` needs a replay buffer that computes n-step returns, but "
-                f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
-            )
-        added = [key for key in ("n_steps", "gamma") if key not in given]
-        # A new dict: the caller's stays untouched.
-        self.replay_buffer_kwargs = {**given, "n_steps": n_steps, "gamma": self.gamma}
-        return added
+    @property
+    def critic(self) -> Critic:
+        return self.policy.critic
 
-    def _create_aliases(self) -> None:
-        self.actor = self.policy.actor
-        self.actor_target = self.policy.actor_target
-        self.critic = self.policy.critic
-        self.critic_target = self.policy.critic_target
-        # Resolved once: walking the module tree on every update costs more than the update of a small net.
-        self._actor_params: list[th.Tensor] = list(self.actor.parameters())
-        self._online_params: list[th.Tensor] = []
-        self._target_params: list[th.Tensor] = []
-        self._online_running_stats: list[th.Tensor] = []
-        self._target_running_stats: list[th.Tensor] = []
-        for online, target in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
-            if target is not None:  # CrossQ has no target networks
-                self._online_params += online.parameters()
-                self._target_params += target.parameters()
-                self._online_running_stats += get_parameters_by_name(online, ["running_"])
-                self._target_running_stats += get_parameters_by_name(target, ["running_"])
-        self._lean: LeanUpdate | None = LeanUpdate.build(self.policy) if self.lean_update else None
-        # predict() for these policies is the actor's MLP on the flattened observations, unscaled (TD3's code).
-        self._acts_through_mu = (
-            self._lean is not None
-            and self.policy.squash_output
-            and type(self.policy)._predict is TD3Policy._predict
-            and type(self.actor).forward is TD3Actor.forward
-        )
-        # ... and its rescaling (predict's unscale, _sample_action's scale, the env action's unscale) is SB3's code on
-        # a float32 Box: one compiled call without action noise.
-        self._rescales_compiled = (
-            self._acts_through_mu
-            and isinstance(self.action_space, spaces.Box)
-            and self.action_space.dtype == np.float32
-            and len(self.action_space.shape) == 1
-            and type(self.policy).scale_action is BasePolicy.scale_action
-            and type(self.policy).unscale_action is BasePolicy.unscale_action
-        )
+    @property
+    def actor_target(self) -> Actor | None:
+        """None without target networks (CrossQ)."""
+        return self.policy.actor_target
+
+    @property
+    def critic_target(self) -> Critic | None:
+        """None without target networks (CrossQ)."""
+        return self.policy.critic_target
 
     # ------------------------------------------------------------------ the update
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        """
+        ``gradient_steps`` updates, each in the order of DDPG (Lillicrap et al. 2016) and TD3 (Fujimoto et al. 2018):
+        a batch; the critics' TD targets from the target networks; one critic step, whose per-sample errors are the
+        new priorities of prioritized replay; every ``policy_delay`` updates one actor step on the deterministic
+        policy gradient and the target networks' Polyak averaging.
+        """
         assert self.replay_buffer is not None
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
-
+        setup = self._current_update_setup()
         prioritized = self.replay_buffer if isinstance(self.replay_buffer, PrioritizedSampling) else None
         if prioritized is not None:
             prioritized.set_progress(1.0 - self._current_progress_remaining)
 
         stats: dict[str, list[th.Tensor]] = defaultdict(list)
-        # The lean update records no graph: in inference mode every tensor op skips autograd's dispatch layers
-        # (~12% of a small network's update). The tensors it keeps across updates are made outside it.
-        with th.inference_mode(self._lean is not None):
+        with th.inference_mode(setup.inference_mode):
             for _ in range(gradient_steps):
-                self._gradient_step(batch_size, prioritized, stats)
+                self._n_updates += 1
+                batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+                weights = getattr(batch, "weights", None)
+
+                outputs, next_outputs = setup.backend.critic_outputs(batch)
+                target = self.critic.td_target(next_outputs, batch.rewards, self._bootstrap_discounts(batch))
+                loss = self.critic.loss(outputs, target, weights)
+                setup.backend.step_critics(loss)
+                if prioritized is not None:
+                    prioritized.update_priorities(batch.indices, loss.priorities)  # type: ignore[attr-defined]
+                    stats["is_weight_mean"].append(weights.mean())  # type: ignore[union-attr]
+
+                if self._n_updates % self.policy_delay == 0:
+                    stats["actor_loss"].append(setup.backend.step_actor(batch.observations))
+                    self._update_target_networks(setup)
+                if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
+                    self.param_noise.adapt(self.actor, batch.observations)
+
+                stats["critic_loss"].append(loss.loss.detach())
+                stats[self.critic.metric_name].append(loss.error_mean)
+                stats["q_mean"].append(loss.q_values.mean())
         self._record_train_stats(stats, prioritized)
 
-    def _gradient_step(
-        self, batch_size: int, prioritized: PrioritizedSampling | None, stats: dict[str, list[th.Tensor]]
-    ) -> None:
-        """One critic update on a fresh batch, then the actor and targets every ``policy_delay`` updates."""
-        assert self.replay_buffer is not None
-        self._n_updates += 1
-        batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+    def _bootstrap_discounts(self, batch: ReplayBufferSamples) -> th.Tensor:
+        """``gamma^m (1 - done)`` per sample: the buffer's ``gamma^m`` for n-step samples, else ``gamma``."""
+        discounts = batch.discounts
+        return (1.0 - batch.dones) * (self.gamma if discounts is None else discounts)
 
-        critic_loss, priorities, priority_mean, q_mean = self._update_critic(batch)
-        if prioritized is not None:
-            prioritized.update_priorities(batch.indices, priorities)  # type: ignore[attr-defined]
-            stats["is_weight_mean"].append(batch.weights.mean())  # type: ignore[attr-defined]
+    def _current_update_setup(self) -> _UpdateSetup:
+        """The backend and target lists for the policy's current networks and optimizers (chosen again on a change)."""
+        policy = self.policy
+        optimizers = (policy.actor.optimizer, policy.critic.optimizer)
+        key = (
+            policy,
+            policy.actor,
+            policy.critic,
+            policy.actor_target,
+            policy.critic_target,
+            *optimizers,
+            *(sum(len(group["params"]) for group in optimizer.param_groups) for optimizer in optimizers),
+            self.lean_update,
+            self.target_policy_noise,
+            self.target_noise_clip,
+        )
+        setup = self._update_setup
+        if setup is None or setup.key != key:  # modules and optimizers compare by identity
+            setup = self._update_setup = self._choose_update(key)
+        return setup
 
-        if self._n_updates % self.policy_delay == 0:
-            stats["actor_loss"].append(self._update_actor(batch.observations))
-            self._update_target_networks()
-        if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
-            self.param_noise.adapt(self.actor, batch.observations)
-
-        stats["critic_loss"].append(without_graph(critic_loss))
-        stats["cross_entropy_mean" if isinstance(self.critic, CategoricalCritic) else "td_error_mean"].append(priority_mean)
-        stats["q_mean"].append(q_mean)
-
-    def _update_critic(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """
-        One optimizer step of the critics on :meth:`_critic_loss`.
-
-        :return: the loss, each sample's priority, the priorities' mean and the mean Q-value
-        """
-        if self._lean is not None:
-            return self._update_critic_lean(batch)
-        outputs, next_outputs = self._critic_outputs(batch)
-        target = self._td_target(batch, next_outputs)
-        critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
-        self._optimize(self.critic.optimizer, critic_loss)
-        return critic_loss, priorities, priorities.mean(), current_q.mean()
-
-    def _update_critic_lean(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """The same step with the lean update's passes and the gradient of :meth:`_critic_loss` written out."""
-        assert self._lean is not None
-        smooth = self._smooth_target_actions if self.target_policy_noise > 0 else None
-        next_outputs = self._lean.target_outputs(batch.next_observations, smooth)
-        outputs, activations = self._lean.critic_outputs(batch.observations, batch.actions)
-        if type(self.critic) is Critic and outputs.device.type == "cpu":
-            # Scalar critics: _td_target, _critic_loss and their gradient in one compiled pass (the same arithmetic).
-            step = squared_td_step(
-                next_outputs, outputs, batch.rewards, batch.dones, self.gamma, batch.discounts, getattr(batch, "weights", None)
-            )
-            self._lean.step_critics(activations, step.output_gradients)
-            return step.loss, step.priorities, step.priority_mean, step.q_mean
-        target = self._td_target(batch, next_outputs)
-        critic_loss, priorities, current_q = self._critic_loss(batch, outputs, target)
-        self._lean.step_critics(activations, self._critic_loss_gradients(batch, outputs, target, current_q))
-        return critic_loss, priorities, priorities.mean(), current_q.mean()
-
-    def _critic_loss_gradients(
-        self, batch: ReplayBufferSamples, outputs: th.Tensor, target: th.Tensor, current_q: th.Tensor
-    ) -> th.Tensor:
-        """
-        The derivative of :meth:`_critic_loss` with respect to the critics' outputs: per sample ``i`` and critic
-        ``k``, ``w_i / B`` times ``2 (Q_ik - y_i)`` (squared TD error) or ``softmax(x_ik) - y_i`` (cross-entropy
-        to the target distribution ``y_i``, which sums to 1); ``w = 1`` without prioritization.
-
-        :return: shape ``(batch_size, n_critics, n_outputs)``
-        """
-        weights = getattr(batch, "weights", None)
-        scale = 1.0 / outputs.shape[0]
-        if isinstance(self.critic, CategoricalCritic):
-            gradients = th.softmax(outputs, dim=-1).sub_(target.unsqueeze(1))
-            return gradients.mul_(scale) if weights is None else gradients.mul_(weights.view(-1, 1, 1) * scale)
-        gradients = current_q - target
-        gradients = gradients.mul_(2.0 * scale) if weights is None else gradients.mul_(weights * (2.0 * scale))
-        return gradients.unsqueeze(-1)
-
-    def _update_actor(self, observations: PyTorchObs) -> th.Tensor:
-        """One optimizer step of the actor on :meth:`_actor_loss`; returns the loss."""
-        if self._lean is not None:
-            return self._lean.step_actor(observations)
-        actor_loss = self._actor_loss(observations)
-        # Gradients for the actor's parameters only: the critic's weight gradients would be
-        # computed through the actor loss and thrown away (one large matmul per critic layer).
-        self._optimize(self.actor.optimizer, actor_loss, inputs=self._actor_params)
-        return actor_loss.detach()
-
-    def _critic_outputs(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
-        """
-        The critics' outputs for ``(s, a)``, with gradients, and the target critics' for ``(s', a')``,
-        without; ``a'`` is the target actor's action (smoothed by clipped noise when
-        ``target_policy_noise > 0``). CrossQ has no target networks: the critic evaluates both batches
-        in one forward pass, in training mode, so that its BatchRenorm statistics describe their mixture.
-
-        :param batch: replay samples
-        :return: two tensors of shape ``(batch_size, n_critics, n_outputs)``
-        """
-        with th.no_grad():
-            next_actions = self._target_actions(batch.next_observations)
-        if self.critic_target is not None:
-            outputs = th.stack(self.critic(batch.observations, batch.actions), dim=1)
-            with th.no_grad():
-                next_outputs = th.stack(self.critic_target(batch.next_observations, next_actions), dim=1)
-            return outputs, next_outputs
-        joint_observations = concatenate_observations(batch.observations, batch.next_observations)
-        joint_outputs = th.stack(self.critic(joint_observations, th.cat([batch.actions, next_actions])), dim=1)
-        outputs, next_outputs = joint_outputs.split(batch.actions.shape[0])
-        return outputs, next_outputs.detach()
-
-    def _target_actions(self, next_observations: PyTorchObs) -> th.Tensor:
-        if self.actor_target is not None:
-            actions = self.actor_target(next_observations)
-        else:
-            with evaluation_mode(self.actor):  # CrossQ: the actor itself, its statistics left as they are
-                actions = self.actor(next_observations)
-        return self._smooth_target_actions(actions)
-
-    def _smooth_target_actions(self, actions: th.Tensor) -> th.Tensor:
-        """TD3's target policy smoothing: clipped Gaussian noise on the target actions (when switched on)."""
-        if self.target_policy_noise > 0:
-            # Drawn in (batch, action) order whatever the layout of `actions` (the lean update's is transposed).
-            noise = th.randn(actions.shape, dtype=actions.dtype, device=actions.device) * self.target_policy_noise
-            if self.target_noise_clip > 0:
-                noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
-            actions = (actions + noise).clamp(-1.0, 1.0)
-        return actions
-
-    def _td_target(self, batch: ReplayBufferSamples, next_outputs: th.Tensor) -> th.Tensor:
-        """
-        The critic's regression target. Plain critics: ``y = r + discount * (1 - done) * min_k Q'_k(s', a')``
-        (clipped double Q over the ``n_critics`` target critics). Categorical critics: the bootstrap
-        distribution of the target critic with the lowest mean, shifted by ``r``, scaled by
-        ``discount * (1 - done)`` and projected onto the support. For n-step samples the buffer gives
-        the n-step reward sum and the matching ``discount = gamma^m``; otherwise ``discount = gamma``.
-
-        :param batch: replay samples
-        :param next_outputs: the target critics' outputs for ``(s', a')``, see :meth:`_critic_outputs`
-        :return: TD targets, shape ``(batch_size, 1)``, or target distributions, shape ``(batch_size, n_atoms)``
-        """
-        not_done = 1.0 - batch.dones
-        next_q = self.critic.q_values(next_outputs)  # (batch, n_critics)
-        if isinstance(self.critic, CategoricalCritic):
-            bootstrap_discounts = not_done * (batch.discounts if batch.discounts is not None else self.gamma)
-            lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
-            return categorical_projection(th.softmax(lowest, dim=-1), batch.rewards, bootstrap_discounts, self.critic.atoms)
-        lowest_q = next_q if next_q.shape[1] == 1 else next_q.amin(dim=1, keepdim=True)
-        if batch.discounts is None:  # r + (gamma * (1 - done)) * Q: the same rounding as the line below, one op less
-            return th.addcmul(batch.rewards, not_done, lowest_q, value=self.gamma)
-        return th.addcmul(batch.rewards, not_done * batch.discounts, lowest_q)
-
-    def _critic_loss(
-        self, batch: ReplayBufferSamples, outputs: th.Tensor, target: th.Tensor
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """
-        Per sample: the sum over critics of the squared TD error (plain, as SB3's TD3/DDPG) or of the
-        cross-entropy to the target distribution (categorical). The loss is their mean over the batch,
-        weighted by the importance weights when the samples are prioritized.
-
-        :param batch: replay samples (with ``weights`` when prioritized)
-        :param outputs: the critics' outputs for ``(s, a)``, see :meth:`_critic_outputs`
-        :param target: output of :meth:`_td_target`
-        :return: the loss; each sample's priority, shape ``(batch_size,)``: the mean over critics of the
-            absolute TD error (plain) or of the cross-entropy (categorical); the critics' current
-            Q-values, shape ``(batch_size, n_critics)``
-        """
-        if isinstance(self.critic, CategoricalCritic):
-            per_critic_loss = -(target.unsqueeze(1) * th.log_softmax(outputs, dim=-1)).sum(dim=-1)
-            priorities = per_critic_loss.detach().mean(dim=1)
-            q_values = self.critic.q_values(outputs.detach())
-        else:
-            q_values = self.critic.q_values(outputs)
-            td_errors = q_values - target
-            per_critic_loss = td_errors.square()
-            priorities = without_graph(td_errors).abs().mean(dim=1)
-        per_sample_loss = per_critic_loss.sum(dim=1)
-        weights = getattr(batch, "weights", None)
-        loss = per_sample_loss.mean() if weights is None else (per_sample_loss * weights.view(-1)).mean()
-        return loss, priorities, without_graph(q_values)
-
-    def _actor_loss(self, observations: PyTorchObs) -> th.Tensor:
-        """Deterministic policy gradient: maximise the first critic's ``Q(s, mu(s))``."""
-        actions = self.actor(observations)
-        # CrossQ evaluates the critic with its running statistics here, as sb3-contrib's CrossQ does.
-        with evaluation_mode(self.critic) if self.critic_target is None else contextlib.nullcontext():
-            return -self.critic.q_values(self.critic.q1_forward(observations, actions)).mean()
-
-    @staticmethod
-    def _optimize(optimizer: th.optim.Optimizer, loss: th.Tensor, inputs: list[th.Tensor] | None = None) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward(inputs=inputs)
-        optimizer.step()
+    def _choose_update(self, key: tuple[Any, ...]) -> _UpdateSetup:
+        """The one place where the update's backend is chosen: the fast one where it supports the policy."""
+        smoothing = TargetSmoothing(self.target_policy_noise, self.target_noise_clip)
+        fast = FastUpdate.build(self.policy, smoothing) if self.lean_update else None
+        backend: UpdateBackend = fast if fast is not None else AutogradUpdate(self.policy, smoothing)
+        online: list[th.Tensor] = []
+        targets: list[th.Tensor] = []
+        online_statistics: list[th.Tensor] = []
+        target_statistics: list[th.Tensor] = []
+        if self.policy.target_networks:
+            for network, target in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
+                online += network.parameters()
+                targets += target.parameters()  # type: ignore[union-attr]
+                online_statistics += get_parameters_by_name(network, ["running_"])
+                target_statistics += get_parameters_by_name(target, ["running_"])  # type: ignore[arg-type]
+        return _UpdateSetup(key, backend, fast is not None, online, targets, online_statistics, target_statistics)
 
     @th.no_grad()
-    def _update_target_networks(self) -> None:
-        if not self._target_params:  # CrossQ
-            return
-        # One fused call over all tensors: target <- target + tau * (online - target).
-        th._foreach_lerp_(self._target_params, self._online_params, self.tau)
-        if self._online_running_stats:
-            # Running statistics (BatchNorm) are copied, not averaged, see SB3 issue #996.
-            th._foreach_copy_(self._target_running_stats, self._online_running_stats)
+    def _update_target_networks(self, setup: _UpdateSetup) -> None:
+        """Polyak averaging, ``target <- target + tau (online - target)``; running statistics are copied (SB3 #996)."""
+        for target, online in zip(setup.targets, setup.online, strict=True):
+            target.lerp_(online, self.tau)
+        for target, online in zip(setup.target_statistics, setup.online_statistics, strict=True):
+            target.copy_(online)
 
     def _record_train_stats(self, stats: dict[str, list[th.Tensor]], prioritized: PrioritizedSampling | None) -> None:
-        # One device sync per statistic and train() call instead of one per gradient step.
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         means = [values[0] if len(values) == 1 else th.stack(values).mean() for values in stats.values()]
         for name, mean in zip(stats, th.stack(means).tolist(), strict=True):  # one device sync, not one per statistic
@@ -600,10 +396,9 @@ class DDPGExt(OffPolicyAlgorithm):
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        if self.num_timesteps < learning_starts or (self.param_noise is None and not self._acts_through_mu):
+        """SB3's action selection; with parameter noise, the perturbed actor's actions after ``learning_starts``."""
+        if self.param_noise is None or self.num_timesteps < learning_starts:
             return super()._sample_action(learning_starts, action_noise, n_envs)
-        if self.param_noise is None:
-            return self._sample_action_through_mu(action_noise, n_envs)
         # One perturbation per episode (the first env's episodes when several run), as in the paper.
         if self.param_noise.perturbed_actor is None or self._perturbed_at_episode != self._episode_num:
             self.param_noise.perturb(self.actor)
@@ -613,26 +408,8 @@ class DDPGExt(OffPolicyAlgorithm):
         with th.no_grad():
             scaled_action = self.param_noise.perturbed_actor(observations).cpu().numpy()
         assert isinstance(self.action_space, spaces.Box)
-        return self._noisy_actions(scaled_action.reshape((n_envs, *self.action_space.shape)), action_noise)
-
-    def _sample_action_through_mu(self, action_noise: ActionNoise | None, n_envs: int) -> tuple[np.ndarray, np.ndarray]:
-        """
-        SB3's ``_sample_action`` after ``learning_starts`` for the policies the lean update runs (flattened Box
-        observations, a plain MLP actor, TD3's ``predict``), with the actor's layers called directly (the lean update's
-        :meth:`~sb3_ddpg_ext.ddpg_ext.lean_update.LeanUpdate.act`): the same actions, without ``predict``'s per-call
-        input checks and mode switches and without module calls (a 400-300 actor on this CPU: ~70 instead of ~200 us).
-        """
-        assert self._lean is not None and isinstance(self._last_obs, np.ndarray) and isinstance(self.action_space, spaces.Box)
-        with th.inference_mode():
-            actor_outputs = self._lean.act(self._last_obs).reshape((n_envs, *self.action_space.shape))
-        if action_noise is None and self._rescales_compiled:
-            return rescaled_actions(actor_outputs, self.action_space.low, self.action_space.high)
-        # Through the env's action scale and back, as SB3 does (predict unscales, _sample_action rescales):
-        # the buffer then holds the same floats.
-        return self._noisy_actions(self.policy.scale_action(self.policy.unscale_action(actor_outputs)), action_noise)
-
-    def _noisy_actions(self, scaled_action: np.ndarray, action_noise: ActionNoise | None) -> tuple[np.ndarray, np.ndarray]:
-        """SB3's tail of ``_sample_action``: the action noise added and clipped in [-1, 1]; (env action, buffer action)."""
+        scaled_action = scaled_action.reshape((n_envs, *self.action_space.shape))
+        # SB3's tail of _sample_action: action noise added and clipped in [-1, 1]; (env action, buffer action).
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action
@@ -663,14 +440,7 @@ class DDPGExt(OffPolicyAlgorithm):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [
-            *super()._excluded_save_params(),
-            "actor",
-            "critic",
-            "actor_target",
-            "critic_target",
-            *self._derived_attributes,
-        ]
+        return [*super()._excluded_save_params(), "_update_setup"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "actor.optimizer", "critic.optimizer"], []

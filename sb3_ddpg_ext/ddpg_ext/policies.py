@@ -1,6 +1,5 @@
 """Actor-critic policies of DDPGExt: a deterministic actor, one or more Q critics and their targets."""
 
-import math
 from functools import partial
 from typing import Any, ClassVar
 
@@ -20,10 +19,7 @@ from torch import nn
 from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
 from sb3_ddpg_ext.common.validation import InvalidTypeError, InvalidValueError, check_int, check_range
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
-from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic, Critic
-
-CRITIC_TYPES = ("plain", "categorical")
-CATEGORICAL_DEFAULTS = {"n_atoms": 51, "v_min": -10.0, "v_max": 10.0}
+from sb3_ddpg_ext.ddpg_ext.critics import CRITIC_TYPES, Critic
 
 
 class DDPGExtPolicy(TD3Policy):
@@ -54,9 +50,11 @@ class DDPGExtPolicy(TD3Policy):
     :param v_max: categorical critic only: upper bound of the support (default 10); larger returns are clipped
     :param layer_norm: LayerNorm after each hidden linear layer of the critic(s)
     :param actor_layer_norm: LayerNorm after each hidden linear layer of the actor
-    :param batch_norm: CrossQ (Bhatt et al. 2024): BatchRenorm before each linear layer of actor and critic,
-        and no target networks (the algorithm then evaluates ``(s, a)`` and ``(s', a')`` in one joint
-        forward pass so that the normalisation statistics cover both)
+    :param batch_norm: CrossQ (Bhatt et al. 2024): BatchRenorm before each linear layer of actor and critic;
+        it implies ``target_networks=False``
+    :param target_networks: whether the policy has target copies of actor and critics (averaged by Polyak). Without
+        them (CrossQ) the algorithm evaluates ``(s, a)`` and ``(s', a')`` in one joint forward pass of the critic, so
+        that normalisation statistics cover both. Default: True, False with ``batch_norm=True``
     :param batch_norm_momentum: BatchRenorm momentum of the running statistics (sb3-contrib's CrossQ default)
     :param batch_norm_eps: BatchRenorm epsilon
     :param renorm_warmup_steps: BatchRenorm updates that use batch statistics before the running ones
@@ -93,8 +91,13 @@ class DDPGExtPolicy(TD3Policy):
         batch_norm_momentum: float = 0.01,
         batch_norm_eps: float = 0.001,
         renorm_warmup_steps: int = 100_000,
+        target_networks: bool | None = None,
     ):
         check_int("n_critics", n_critics, 1)
+        if target_networks is not None and not isinstance(target_networks, bool):
+            raise InvalidTypeError(f"`target_networks` must be a bool or None, got {target_networks!r}")
+        # The mode is declared here, once; the algorithm and the update read this attribute, never the objects.
+        self.target_networks = (not batch_norm) if target_networks is None else target_networks
         self.normalization = _normalization_options(
             layer_norm=layer_norm,
             actor_layer_norm=actor_layer_norm,
@@ -155,13 +158,8 @@ class DDPGExtPolicy(TD3Policy):
         self.__dict__.pop("_first_parameter", None)
         return super()._apply(fn, recurse)
 
-    @property
-    def has_target_networks(self) -> bool:
-        """False in CrossQ mode (``batch_norm=True``), which has none."""
-        return not self.normalization["batch_norm"]
-
     def _build(self, lr_schedule: Schedule) -> None:
-        if self.has_target_networks:
+        if self.target_networks:
             super()._build(lr_schedule)
             return
         self.actor = self.make_actor(features_extractor=None)
@@ -178,7 +176,7 @@ class DDPGExtPolicy(TD3Policy):
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> Critic:  # type: ignore[override]
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
         options = dict(self.critic_options)
-        critic_class = CategoricalCritic if options.pop("critic") == "categorical" else Critic
+        critic_class = CRITIC_TYPES[options.pop("critic")]
         return critic_class(**critic_kwargs, **options, **self._layers("critic")).to(self.device)
 
     def _layers(self, network: str) -> dict[str, Any]:
@@ -199,7 +197,12 @@ class DDPGExtPolicy(TD3Policy):
         }
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), **self.critic_options, **self.normalization}
+        return {
+            **super()._get_constructor_parameters(),
+            **self.critic_options,
+            **self.normalization,
+            "target_networks": self.target_networks,
+        }
 
 
 def _with_fused_adam(optimizer_class: type[th.optim.Optimizer], optimizer_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -221,22 +224,18 @@ def _normalization_options(**options: Any) -> dict[str, Any]:
     return options
 
 
-def _critic_options(critic: str, **categorical: float | None) -> dict[str, Any]:
-    """Check the critic type and its options; fill the categorical defaults."""
+def _critic_options(critic: str, **given: Any) -> dict[str, Any]:
+    """Check the critic type and its options (None: not given); fill in the type's defaults."""
     if critic not in CRITIC_TYPES:
         raise InvalidValueError(f"`critic` must be one of {list(CRITIC_TYPES)}, got {critic!r}")
-    given = {key: value for key, value in categorical.items() if value is not None}
-    if critic != "categorical":
-        if given:
-            raise InvalidValueError(f"{sorted(given)} only apply to `critic='categorical'`, got critic={critic!r}")
-        return {"critic": critic}
-    options: dict[str, Any] = {**CATEGORICAL_DEFAULTS, **given}
-    check_int("n_atoms", options["n_atoms"], 2)
-    check_range("v_min", options["v_min"])
-    check_range("v_max", options["v_max"])
-    if not -math.inf < options["v_min"] < options["v_max"] < math.inf:
-        raise InvalidValueError(f"`v_min` < `v_max` must be finite, got v_min={options['v_min']} and v_max={options['v_max']}")
-    return {"critic": critic, **options}
+    critic_class = CRITIC_TYPES[critic]
+    given = {key: value for key, value in given.items() if value is not None}
+    foreign = sorted(set(given) - set(critic_class.option_defaults))
+    if foreign:
+        owners = sorted(name for name, cls in CRITIC_TYPES.items() if set(foreign) & set(cls.option_defaults))
+        allowed = " or ".join(f"`critic={owner!r}`" for owner in owners) or "no critic type"
+        raise InvalidValueError(f"{foreign} only apply to {allowed}, got critic={critic!r}")
+    return {"critic": critic, **critic_class.check_options(given)}
 
 
 MlpPolicy = DDPGExtPolicy

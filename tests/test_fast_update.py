@@ -1,4 +1,4 @@
-"""The lean update (hand-derived gradients, direct fused Adam) is the autograd update, to float precision."""
+"""The fast backend (hand-derived gradients, direct fused Adam) gives the specification's update, to float precision."""
 
 import copy
 
@@ -8,13 +8,14 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
 from sb3_ddpg_ext.common.lean_mlp import LeanMLP
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
+from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
+from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 
 FAST = dict(learning_starts=100, batch_size=32, buffer_size=2_000, seed=4)
 
@@ -198,7 +199,6 @@ def _record_priorities(buffer) -> list[th.Tensor]:
             target_policy_noise=0.2,
             target_noise_clip=0.5,
         ),
-        # Three critics: buffers of each pool (targets + first critic, actor + second critic, the third's own).
         dict(policy_kwargs=dict(net_arch=[32, 32], n_critics=3), policy_delay=2),
         dict(policy_kwargs=dict(net_arch=[32, 32]), replay_buffer_class=PrioritizedReplayBuffer, n_steps=3),
         dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_class=th.optim.SGD)),
@@ -210,9 +210,10 @@ def _record_priorities(buffer) -> list[th.Tensor]:
     ],
     ids=["ddpg", "td3", "td3-three-actions", "three-critics", "prioritized-3-step", "sgd", "categorical-prioritized"],
 )
-def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
+def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(kwargs):
     model, reference = _pair(**kwargs)
-    assert model._lean is not None and reference._lean is None
+    assert isinstance(model._current_update_setup().backend, FastUpdate)
+    assert isinstance(reference._current_update_setup().backend, AutogradUpdate)
     # The same batches for both: with prioritized replay, float-level differences in the priorities would
     # otherwise change which transitions later updates draw.
     batches: list = []
@@ -244,20 +245,21 @@ def test_lean_update_equals_the_autograd_update_on_identical_batches(kwargs):
         dict(activation_fn=nn.Tanh),
     ],
 )
-def test_policies_the_lean_update_cannot_run_train_with_autograd(policy_kwargs):
+def test_policies_the_fast_backend_cannot_run_train_with_the_specification(policy_kwargs):
     model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **policy_kwargs), **FAST)
-    assert model._lean is None
+    assert isinstance(model._current_update_setup().backend, AutogradUpdate)
     model.learn(120)
 
 
-def test_lean_update_is_rebuilt_on_load_and_continues_from_the_saved_optimizer_state(tmp_path):
+def test_the_fast_backend_is_rebuilt_on_load_and_continues_from_the_saved_optimizer_state(tmp_path):
     model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16]), **FAST)
     model.learn(150)
     model.save(tmp_path / "model")
     model.save_replay_buffer(tmp_path / "buffer")
     loaded = DDPGExt.load(tmp_path / "model")
     loaded.load_replay_buffer(tmp_path / "buffer")
-    assert loaded._lean is not None and loaded._lean is not model._lean
+    backends = [algorithm._current_update_setup().backend for algorithm in (model, loaded)]
+    assert isinstance(backends[1], FastUpdate) and backends[1] is not backends[0]
     loaded.set_logger(Logger(folder=None, output_formats=[]))
     model.set_logger(Logger(folder=None, output_formats=[]))
     for algorithm in (model, loaded):
@@ -275,55 +277,44 @@ def test_lean_update_must_be_a_bool():
 def test_an_optimizer_over_other_parameters_keeps_the_autograd_path():
     model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16]), **FAST)
     extra = th.nn.Parameter(th.zeros(3))
+    assert isinstance(model._current_update_setup().backend, FastUpdate)
     model.critic.optimizer.add_param_group({"params": [extra]})
-    model._create_aliases()
-    assert model._lean is None
+    assert isinstance(model._current_update_setup().backend, AutogradUpdate)
     model.learn(120)
 
 
-def test_target_passes_after_the_critic_pass_are_refused_because_they_share_buffers():
-    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[32, 32]), **FAST)
-    model.learn(FAST["learning_starts"] + 1)
-    batch = model.replay_buffer.sample(8)
-    lean = model._lean
-    lean.critic_outputs(batch.observations, batch.actions)
-    with pytest.raises(RuntimeError, match="before critic_outputs"):
-        lean.target_outputs(batch.next_observations, model._smooth_target_actions)
-
-
-@pytest.mark.parametrize(
-    "env_id", ["Pendulum-v1", "MountainCarContinuous-v0", "InvertedPendulum-v5"]
-)  # float64 observations last
-def test_acting_through_the_actor_network_gives_the_actions_of_sb3_predict(env_id):
-    model = DDPGExt("MlpPolicy", env_id, policy_kwargs=dict(net_arch=[16]), **FAST)
-    model.learn(FAST["learning_starts"] + 5)
-    assert model._acts_through_mu
-    model.observation_space.seed(0)
-    for _ in range(50):  # products of other shapes round differently for some inputs, not for all
-        model._last_obs = np.stack([model.observation_space.sample() for _ in range(model.n_envs)])
-        ours = model._sample_action(learning_starts=0)
-        theirs = OffPolicyAlgorithm._sample_action(model, learning_starts=0)
-        for our_array, their_array in zip(ours, theirs, strict=True):
-            np.testing.assert_array_equal(our_array, their_array)
-
-
-@pytest.mark.parametrize("policy_kwargs", [dict(layer_norm=True), dict(activation_fn=nn.Tanh)])
-def test_actors_the_lean_update_cannot_run_act_through_predict(policy_kwargs):
-    model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **policy_kwargs), **FAST)
-    assert not model._acts_through_mu
-
-
-def test_state_made_during_the_lean_update_outlives_its_inference_mode():
-    # The first lean update creates the optimizer state and the hidden-layer buffers inside inference mode.
+def test_state_made_during_a_fast_update_outlives_its_inference_mode():
+    # The first fast update creates the optimizer state and the hidden-layer buffers inside inference mode.
     model = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16]), **FAST)
     model.learn(FAST["learning_starts"] + 2)
-    lean = model._lean
-    assert lean is not None
-    kept = [lean.actor._hidden[0], lean.critics[0]._hidden_gradients[0], lean.actor_step._packed_steps]
+    fast = model._update_setup.backend
+    assert isinstance(fast, FastUpdate)
+    kept = [fast.actor._hidden[0], fast.critics[0]._hidden_gradients[0], fast.actor_step._packed_steps]
     for optimizer in (model.actor.optimizer, model.critic.optimizer):
         kept += [tensor for state in optimizer.state.values() for tensor in state.values()]
     assert not any(tensor.is_inference() for tensor in kept)
     # Autograd and the optimizers' own step can take over from there.
     model.lean_update = False
-    model._create_aliases()
     model.train(gradient_steps=2, batch_size=32)
+    assert isinstance(model._update_setup.backend, AutogradUpdate)
+
+
+@pytest.mark.parametrize("optimizer_class,kwargs", [(th.optim.Adam, dict(fused=True)), (th.optim.AdamW, dict(fused=True))])
+def test_the_public_optimizer_path_equals_the_direct_fused_kernel(optimizer_class, kwargs):
+    networks = [_mlp(squash=False) for _ in range(2)]
+    optimizers = [optimizer_class(network.parameters(), lr=1e-2, **kwargs) for network in networks]
+    gradients = [[th.zeros_like(parameter) for parameter in network.parameters()] for network in networks]
+    steps = [
+        OptimizerStep(optimizer, list(network.parameters()), grads, allow_direct=allow)
+        for optimizer, network, grads, allow in zip(optimizers, networks, gradients, (True, False), strict=True)
+    ]
+    assert not steps[1].direct
+    for _ in range(4):
+        noise = [th.randn_like(gradient) for gradient in gradients[0]]
+        for grads in gradients:
+            for gradient, value in zip(grads, noise, strict=True):
+                gradient.copy_(value)
+        for step in steps:
+            step.step()
+    for ours, theirs in zip(networks[0].parameters(), networks[1].parameters(), strict=True):
+        th.testing.assert_close(ours, theirs)

@@ -1,0 +1,108 @@
+"""How DDPGExt builds its replay buffer: the class for the observation space, and n-step returns handed over."""
+
+from typing import Any
+
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+
+from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, UniformReplayBuffer
+from sb3_ddpg_ext.common.validation import (
+    InvalidTypeError,
+    InvalidValueError,
+    accepted_keyword_arguments,
+    check_known_keys,
+)
+
+# Arguments the algorithm gives the buffer itself; they are not for ``replay_buffer_kwargs``.
+BUFFER_ARGUMENTS_SET_BY_ALGORITHM = (
+    "buffer_size",
+    "observation_space",
+    "action_space",
+    "device",
+    "n_envs",
+    "optimize_memory_usage",
+    "env",
+)
+
+
+def default_buffer_class(observation_space: spaces.Space, n_steps: int) -> type[ReplayBuffer]:
+    """:class:`UniformReplayBuffer` (n-step capable), or for ``Dict`` observations SB3's or our n-step one."""
+    if isinstance(observation_space, spaces.Dict):
+        return NStepDictReplayBuffer if n_steps > 1 else DictReplayBuffer
+    return UniformReplayBuffer
+
+
+def n_step_buffer_kwargs(
+    buffer_class: type[ReplayBuffer], buffer_kwargs: dict[str, Any], n_steps: int, gamma: float
+) -> tuple[dict[str, Any], list[str]]:
+    """
+    With n-step returns (``n_steps > 1``, or in ``buffer_kwargs`` as SB3 documents for custom buffers), the
+    buffer's keyword arguments with ``n_steps`` and the algorithm's ``gamma``, so that its returns are discounted
+    as the algorithm's. With 1-step returns nothing is added (as SB3, which hands them to its own
+    ``NStepReplayBuffer`` only); a contradicting value is refused either way.
+
+    :return: the keyword arguments (a new dict) and the keys added to them
+    :raises InvalidValueError: a contradiction, or n-step returns for a buffer that takes no ``n_steps``/``gamma``
+    """
+    n_steps = n_steps if n_steps > 1 else buffer_kwargs.get("n_steps", 1)
+    for key, value in (("n_steps", n_steps), ("gamma", gamma)):
+        # A contradicting gamma is refused even where it would go unused: nothing is silently ignored.
+        if buffer_kwargs.get(key, value) != value:
+            raise InvalidValueError(f"`replay_buffer_kwargs['{key}']={buffer_kwargs[key]!r}` contradicts `{key}={value!r}`")
+    if n_steps == 1:
+        return dict(buffer_kwargs), []
+    accepted = accepted_keyword_arguments(buffer_class)
+    if accepted is not None and not {"n_steps", "gamma"} <= accepted:
+        raise InvalidValueError(
+            f"`n_steps={n_steps}` needs a replay buffer that computes n-step returns, but "
+            f"`replay_buffer_class={buffer_class.__name__}` takes no `n_steps`/`gamma` arguments"
+        )
+    added = [key for key in ("n_steps", "gamma") if key not in buffer_kwargs]
+    return {**buffer_kwargs, "n_steps": n_steps, "gamma": gamma}, added
+
+
+def make_replay_buffer(
+    buffer_class: type[ReplayBuffer],
+    buffer_kwargs: dict[str, Any],
+    added: list[str],
+    buffer_size: int,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    device: Any,
+    n_envs: int,
+    optimize_memory_usage: bool,
+    env: VecEnv | None,
+) -> ReplayBuffer:
+    """
+    Build the buffer (SB3's ``_setup_model`` arguments), refusing unknown ``buffer_kwargs`` keys by name.
+
+    :param added: the keys :func:`n_step_buffer_kwargs` added, named in the error if the class cannot take them
+    :param env: the training env, given to a ``HerReplayBuffer`` (never stored in ``buffer_kwargs``, which are saved)
+    """
+    check_known_keys(
+        "replay_buffer_kwargs", buffer_kwargs, accepted_keyword_arguments(buffer_class, skip=BUFFER_ARGUMENTS_SET_BY_ALGORITHM)
+    )
+    kwargs = dict(buffer_kwargs)
+    if issubclass(buffer_class, HerReplayBuffer):
+        assert env is not None, "You must pass an environment when using `HerReplayBuffer`"
+        kwargs["env"] = env
+    try:
+        return buffer_class(
+            buffer_size,
+            observation_space,
+            action_space,
+            device=device,
+            n_envs=n_envs,
+            optimize_memory_usage=optimize_memory_usage,
+            **kwargs,
+        )
+    except TypeError as error:
+        if not any(f"'{key}'" in str(error) for key in added):
+            raise
+        # A buffer taking **kwargs that does not compute n-step returns after all.
+        raise InvalidTypeError(
+            f"n-step returns hand {added} to `replay_buffer_class={buffer_class.__name__}`, which cannot take them "
+            f"({error}); use a buffer that computes n-step returns, or n_steps=1"
+        ) from error

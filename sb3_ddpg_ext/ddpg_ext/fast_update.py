@@ -1,0 +1,122 @@
+"""The fast backend of the update's network side: plain ReLU MLPs with gradients derived by hand, no autograd."""
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
+
+from sb3_ddpg_ext.common.lean_mlp import LeanMLP
+from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
+from sb3_ddpg_ext.ddpg_ext.critics import CriticLoss
+from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
+from sb3_ddpg_ext.ddpg_ext.update import TargetSmoothing
+
+
+class FastUpdate:
+    """
+    :class:`~sb3_ddpg_ext.ddpg_ext.update.UpdateBackend` with the passes of
+    :class:`~sb3_ddpg_ext.common.lean_mlp.LeanMLP` (hand-derived gradients, feature-major activations) instead of
+    autograd: no graph is recorded, no gradient is zeroed or accumulated, the critic's parameter gradients are never
+    formed in the actor step. The maths that is not about the networks (TD targets, losses, priorities, the losses'
+    gradients with respect to the outputs) is the critic type's own, as in the specification
+    (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`), which the tests compare it with.
+
+    :meth:`build` makes one for the networks SB3 builds by default (flattened Box observations, ReLU MLPs, target
+    networks, optimizers over exactly the networks' parameters); other policies run the specification.
+    """
+
+    def __init__(self, policy: DDPGExtPolicy, smoothing: TargetSmoothing):
+        assert policy.actor_target is not None and policy.critic_target is not None
+        self.policy = policy
+        self.smoothing = smoothing
+        self.actor_target = LeanMLP(policy.actor_target.mu)
+        self.critic_targets = [LeanMLP(network) for network in policy.critic_target.q_networks]
+        self.critics = [LeanMLP(network) for network in policy.critic.q_networks]
+        self.actor = LeanMLP(policy.actor.mu)
+        self.critic_step = OptimizerStep(
+            policy.critic.optimizer,
+            [tensor for critic in self.critics for tensor in critic.parameters],
+            [tensor for critic in self.critics for tensor in critic.gradients],
+        )
+        self.actor_step = OptimizerStep(policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
+        self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
+        self._critic_activations: list[list[th.Tensor]] = []
+        self._features: tuple[PyTorchObs | None, th.Tensor] = (None, th.empty(0))
+
+    @classmethod
+    def build(cls, policy: DDPGExtPolicy, smoothing: TargetSmoothing) -> "FastUpdate | None":
+        """A fast backend for ``policy``, or None when its networks need autograd (see the class docstring)."""
+        actor, critic = policy.actor, policy.critic
+        if (
+            not policy.target_networks
+            or not isinstance(policy.observation_space, spaces.Box)
+            or is_image_space(policy.observation_space)
+            or type(actor.features_extractor) is not FlattenExtractor
+            or type(critic.features_extractor) is not FlattenExtractor
+        ):
+            return None
+        networks = [actor.mu, policy.actor_target.mu, *critic.q_networks, *policy.critic_target.q_networks]
+        if not all(LeanMLP.supports(network) for network in networks):
+            return None
+        # The optimizers must hold exactly the parameters the passes produce gradients for.
+        critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
+        optimizers_match = OptimizerStep.matches(critic.optimizer, critic_parameters) and OptimizerStep.matches(
+            actor.optimizer, list(actor.mu.parameters())
+        )
+        return cls(policy, smoothing) if optimizers_match else None
+
+    @staticmethod
+    def _feature_rows(observations: PyTorchObs) -> th.Tensor:
+        """Observations feature-major, ``(features, batch)``, float32 (FlattenExtractor on a non-image Box space)."""
+        assert isinstance(observations, th.Tensor)
+        rows = (observations if observations.dim() == 2 else observations.flatten(1)).t()
+        return rows if rows.dtype == th.float32 else rows.float()
+
+    @staticmethod
+    def _stacked(outputs: list[th.Tensor]) -> th.Tensor:
+        """Feature-major outputs of the critics as ``(batch, n_critics, n_outputs)``."""
+        return th.stack([output.t() for output in outputs], dim=1)
+
+    def critic_outputs(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        next_features = self._feature_rows(batch.next_observations)
+        next_actions = self.actor_target.forward(next_features)[0]
+        if self.smoothing.enabled:
+            next_actions = self.smoothing(next_actions.t()).t()
+        next_inputs = th.cat([next_features, next_actions])
+        next_outputs = self._stacked([critic.forward(next_inputs)[0] for critic in self.critic_targets])
+
+        # Contiguous: the first layer's weight gradient is faster then (the result is the same).
+        inputs = th.cat([self._feature_rows(batch.observations), batch.actions.t()])
+        self._features = (batch.observations, inputs[: -batch.actions.shape[1]])  # the actor step reads them again
+        passes = [critic.forward(inputs) for critic in self.critics]
+        self._critic_activations = [activations for _, activations in passes]
+        return self._stacked([outputs for outputs, _ in passes]), next_outputs
+
+    def step_critics(self, loss: CriticLoss) -> None:
+        output_gradients = self.policy.critic.loss_gradients(loss)
+        for index, critic in enumerate(self.critics):
+            critic.backward(self._critic_activations[index], output_gradients[:, index].t())
+        self._critic_activations = []
+        self.critic_step.step()
+
+    def step_actor(self, observations: PyTorchObs) -> th.Tensor:
+        cached_observations, features = self._features
+        if cached_observations is not observations:
+            features = self._feature_rows(observations).contiguous()
+        self._features = (None, th.empty(0))
+        actions, actor_activations = self.actor.forward(features)
+        critic = self.critics[0]
+        outputs, critic_activations = critic.forward(th.cat([features, actions]))
+        q_outputs = outputs.t()  # (batch, n_outputs)
+        readout = self.policy.critic
+        actor_loss = -readout.q_values(q_outputs).mean()
+        output_gradients = readout.q_value_gradients(q_outputs, -1.0 / q_outputs.shape[0]).t()
+        # Only the critic's action inputs are differentiated, not its parameters.
+        action_gradients = critic.backward(
+            critic_activations, output_gradients, input_rows=self.action_rows, parameter_gradients=False
+        )
+        assert action_gradients is not None
+        self.actor.backward(actor_activations, action_gradients)
+        self.actor_step.step()
+        return actor_loss
