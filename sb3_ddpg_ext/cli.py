@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
-    # One thread: with small networks, two threads on two cores measured several times slower here.
+    # One thread: with small networks, two threads on a 2-core machine are several times slower.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0, 1 or 2)")
 

@@ -17,7 +17,7 @@ from sb3_ddpg_ext.common.validation import InvalidValueError
 
 # CrossQ (Bhatt et al. 2024) on DDPG: BatchRenorm, no target networks, twin critics, actor updated
 # every 3 critic updates, Adam with beta1 = 0.5. Critics are 256-256, not the paper's 2048 (sb3-contrib:
-# 1024): wide critics cost about 6x more per update on a CPU (140 vs 23 ms here); pass
+# 1024): wide critics cost several times more per update on a CPU (benchmarks/results/throughput.md); pass
 # policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[1024, 1024])) for sb3-contrib's sizes.
 _CROSSQ: dict[str, Any] = {
     "learning_rate": 1e-3,

@@ -11,7 +11,7 @@ from sb3_ddpg_ext import DDPGExt, PrioritizedDictReplayBuffer, PrioritizedReplay
 from sb3_ddpg_ext.common.distributional import categorical_projection
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
-from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetSmoothing
+from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetAveraging, TargetSmoothing
 
 FAST = dict(learning_starts=50, batch_size=32, buffer_size=2_000)
 CATEGORICAL = dict(net_arch=[16], critic="categorical", n_atoms=21, v_min=-200.0, v_max=0.0)
@@ -133,7 +133,7 @@ def test_actor_and_targets_are_updated_once_every_policy_delay_critic_updates(po
     backend = FastUpdate if lean_update else AutogradUpdate
     monkeypatch.setattr(backend, "step_critics", counting("critic", backend.step_critics))
     monkeypatch.setattr(backend, "step_actor", counting("actor", backend.step_actor))
-    model._update_target_networks = counting("targets", model._update_target_networks)
+    monkeypatch.setattr(TargetAveraging, "update", counting("targets", TargetAveraging.update))
     model.learn(200)
     assert isinstance(model._update_setup.backend, backend)
     assert counts["critic"] == model._n_updates == 150

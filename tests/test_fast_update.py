@@ -1,4 +1,4 @@
-"""The fast backend (hand-derived gradients, direct fused Adam) gives the specification's update, to float precision."""
+"""The fast backend (hand-derived gradients) gives the specification's update, to float precision."""
 
 import copy
 
@@ -13,7 +13,6 @@ from torch import nn
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
 from sb3_ddpg_ext.common.lean_mlp import LeanMLP
-from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 
@@ -79,56 +78,6 @@ def test_networks_that_need_autograd_are_refused(network):
     assert not LeanMLP.supports(network)
     with pytest.raises(ValueError, match="Linear/ReLU"):
         LeanMLP(network)
-
-
-@pytest.mark.parametrize(
-    "optimizer_class,kwargs",
-    [
-        (th.optim.Adam, dict(fused=True)),
-        (th.optim.Adam, dict(fused=True, amsgrad=True, weight_decay=0.01)),
-        (th.optim.AdamW, dict(fused=True, weight_decay=0.1)),
-        (th.optim.SGD, dict(momentum=0.9)),
-    ],
-)
-def test_optimizer_step_equals_optimizer_step_and_survives_a_state_reload(optimizer_class, kwargs):
-    def build():
-        network = _mlp(squash=False)
-        return network, optimizer_class(network.parameters(), lr=1e-2, **kwargs)
-
-    network, optimizer = build()
-    reference, reference_optimizer = build()
-    parameters = list(network.parameters())
-    gradients = [th.zeros_like(parameter) for parameter in parameters]
-    step = OptimizerStep(optimizer, parameters, gradients)
-    assert step.direct == (optimizer_class is not th.optim.SGD)
-    for index in range(6):
-        if index == 3:  # as when a saved model is loaded: new state tensors
-            state = copy.deepcopy(reference_optimizer.state_dict())
-            optimizer.load_state_dict(state)
-        for gradient, parameter in zip(gradients, reference.parameters(), strict=True):
-            gradient.copy_(th.randn_like(gradient))
-            parameter.grad = gradient.clone()
-        step.step()
-        reference_optimizer.step()
-        for ours, theirs in zip(parameters, reference.parameters(), strict=True):
-            th.testing.assert_close(ours, theirs)
-    assert int(optimizer.state[parameters[0]].get("step", 6)) == 6
-    # The optimizer's own step still works on the state the direct steps left (e.g. packed step counts).
-    for parameter, reference_parameter in zip(parameters, reference.parameters(), strict=True):
-        parameter.grad = reference_parameter.grad = th.ones_like(parameter)
-    optimizer.step()
-    reference_optimizer.step()
-    for ours, theirs in zip(parameters, reference.parameters(), strict=True):
-        th.testing.assert_close(ours, theirs)
-    assert all(int(optimizer.state[parameter].get("step", 7)) == 7 for parameter in parameters)
-
-
-def test_optimizer_step_needs_the_optimizer_parameters_in_order():
-    network = _mlp(squash=False)
-    parameters = list(network.parameters())
-    optimizer = th.optim.Adam(parameters, fused=True)
-    with pytest.raises(ValueError, match="parameter group"):
-        OptimizerStep(optimizer, parameters[::-1], [th.zeros_like(parameter) for parameter in parameters[::-1]])
 
 
 class ReachEnv(gym.Env):
@@ -289,7 +238,7 @@ def test_state_made_during_a_fast_update_outlives_its_inference_mode():
     model.learn(FAST["learning_starts"] + 2)
     fast = model._update_setup.backend
     assert isinstance(fast, FastUpdate)
-    kept = [fast.actor._hidden[0], fast.critics[0]._hidden_gradients[0], fast.actor_step._packed_steps]
+    kept = [fast.actor._hidden[0], fast.critics[0]._hidden_gradients[0]]
     for optimizer in (model.actor.optimizer, model.critic.optimizer):
         kept += [tensor for state in optimizer.state.values() for tensor in state.values()]
     assert not any(tensor.is_inference() for tensor in kept)
@@ -297,24 +246,3 @@ def test_state_made_during_a_fast_update_outlives_its_inference_mode():
     model.lean_update = False
     model.train(gradient_steps=2, batch_size=32)
     assert isinstance(model._update_setup.backend, AutogradUpdate)
-
-
-@pytest.mark.parametrize("optimizer_class,kwargs", [(th.optim.Adam, dict(fused=True)), (th.optim.AdamW, dict(fused=True))])
-def test_the_public_optimizer_path_equals_the_direct_fused_kernel(optimizer_class, kwargs):
-    networks = [_mlp(squash=False) for _ in range(2)]
-    optimizers = [optimizer_class(network.parameters(), lr=1e-2, **kwargs) for network in networks]
-    gradients = [[th.zeros_like(parameter) for parameter in network.parameters()] for network in networks]
-    steps = [
-        OptimizerStep(optimizer, list(network.parameters()), grads, allow_direct=allow)
-        for optimizer, network, grads, allow in zip(optimizers, networks, gradients, (True, False), strict=True)
-    ]
-    assert not steps[1].direct
-    for _ in range(4):
-        noise = [th.randn_like(gradient) for gradient in gradients[0]]
-        for grads in gradients:
-            for gradient, value in zip(grads, noise, strict=True):
-                gradient.copy_(value)
-        for step in steps:
-            step.step()
-    for ours, theirs in zip(networks[0].parameters(), networks[1].parameters(), strict=True):
-        th.testing.assert_close(ours, theirs)

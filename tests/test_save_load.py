@@ -63,9 +63,9 @@ def test_save_load_restores_everything(tmp_path, env, policy, kwargs):
     # The loaded model trains on, with target networks that are separate tensors from the online ones.
     loaded.learn(80, reset_num_timesteps=False)
     assert loaded._n_updates > model._n_updates
-    setup = loaded._update_setup
-    assert all(p is not q for p, q in zip(setup.online, setup.targets, strict=True))
-    assert setup.targets[0] is next(loaded.critic_target.parameters())
+    averaging = loaded._update_setup.target_averaging
+    assert all(p is not q for p, q in zip(averaging.online, averaging.targets, strict=True))
+    assert averaging.targets[0] is next(loaded.critic_target.parameters())
 
 
 def test_replay_buffer_save_load_round_trip(tmp_path):

@@ -77,7 +77,7 @@ def test_no_target_networks_is_a_declared_mode_that_batch_norm_implies():
     # Declared on its own: no target copies, the critic's joint pass, and the specification runs it.
     plain = _trained(policy_kwargs=dict(net_arch=[16], target_networks=False))
     assert plain.actor_target is None and isinstance(plain._update_setup.backend, AutogradUpdate)
-    assert plain._update_setup.targets == []
+    assert plain._update_setup.target_averaging.targets == []
     # BatchRenorm with target networks, when asked for.
     with_targets = _trained(policy_kwargs=dict(net_arch=[16], batch_norm=True, target_networks=True))
     assert with_targets.policy.target_networks and with_targets.critic_target is not None

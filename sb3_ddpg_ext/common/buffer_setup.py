@@ -4,7 +4,7 @@ from typing import Any
 
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from sb3_ddpg_ext.common.buffers import NStepDictReplayBuffer, UniformReplayBuffer
@@ -63,39 +63,36 @@ def n_step_buffer_kwargs(
     return {**buffer_kwargs, "n_steps": n_steps, "gamma": gamma}, added
 
 
-def make_replay_buffer(
-    buffer_class: type[ReplayBuffer],
-    buffer_kwargs: dict[str, Any],
-    added: list[str],
-    buffer_size: int,
-    observation_space: spaces.Space,
-    action_space: spaces.Space,
-    device: Any,
-    n_envs: int,
-    optimize_memory_usage: bool,
-    env: VecEnv | None,
-) -> ReplayBuffer:
+def make_replay_buffer(algorithm: OffPolicyAlgorithm) -> ReplayBuffer:
     """
-    Build the buffer (SB3's ``_setup_model`` arguments), refusing unknown ``buffer_kwargs`` keys by name.
-
-    :param added: the keys :func:`n_step_buffer_kwargs` added, named in the error if the class cannot take them
-    :param env: the training env, given to a ``HerReplayBuffer`` (never stored in ``buffer_kwargs``, which are saved)
+    The buffer of an off-policy algorithm (SB3's ``_setup_model`` arguments): its ``replay_buffer_class`` is chosen
+    for the observation space unless given, and its ``replay_buffer_kwargs`` get ``n_steps``/``gamma`` for n-step
+    returns (see :func:`n_step_buffer_kwargs`); both are stored back on the algorithm, which saves them. Unknown
+    ``replay_buffer_kwargs`` keys are refused by name.
     """
-    check_known_keys(
-        "replay_buffer_kwargs", buffer_kwargs, accepted_keyword_arguments(buffer_class, skip=BUFFER_ARGUMENTS_SET_BY_ALGORITHM)
+    if algorithm.replay_buffer_class is None:
+        algorithm.replay_buffer_class = default_buffer_class(algorithm.observation_space, algorithm.n_steps)
+    buffer_class = algorithm.replay_buffer_class
+    algorithm.replay_buffer_kwargs, added = n_step_buffer_kwargs(
+        buffer_class, algorithm.replay_buffer_kwargs, algorithm.n_steps, algorithm.gamma
     )
-    kwargs = dict(buffer_kwargs)
+    check_known_keys(
+        "replay_buffer_kwargs",
+        algorithm.replay_buffer_kwargs,
+        accepted_keyword_arguments(buffer_class, skip=BUFFER_ARGUMENTS_SET_BY_ALGORITHM),
+    )
+    kwargs = dict(algorithm.replay_buffer_kwargs)  # the env is not stored in the saved kwargs
     if issubclass(buffer_class, HerReplayBuffer):
-        assert env is not None, "You must pass an environment when using `HerReplayBuffer`"
-        kwargs["env"] = env
+        assert algorithm.env is not None, "You must pass an environment when using `HerReplayBuffer`"
+        kwargs["env"] = algorithm.env
     try:
         return buffer_class(
-            buffer_size,
-            observation_space,
-            action_space,
-            device=device,
-            n_envs=n_envs,
-            optimize_memory_usage=optimize_memory_usage,
+            algorithm.buffer_size,
+            algorithm.observation_space,
+            algorithm.action_space,
+            device=algorithm.device,
+            n_envs=algorithm.n_envs,
+            optimize_memory_usage=algorithm.optimize_memory_usage,
             **kwargs,
         )
     except TypeError as error:

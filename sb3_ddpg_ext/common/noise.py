@@ -102,6 +102,19 @@ class AdaptiveParamNoise:
         self.adaptation_interval = adaptation_interval
         self.last_distance = float("nan")
         self.perturbed_actor: nn.Module | None = None
+        self.perturbed_at_episode = -1
+
+    def actions(self, actor: nn.Module, observations: PyTorchObs, episode: int) -> np.ndarray:
+        """
+        The perturbed actor's outputs for ``observations`` (scaled actions, in [-1, 1]), perturbed anew when
+        ``episode`` (the training episode count) moved on since the last perturbation, or after loading.
+        """
+        if self.perturbed_actor is None or self.perturbed_at_episode != episode:
+            self.perturb(actor)
+            self.perturbed_at_episode = episode
+        assert self.perturbed_actor is not None
+        with th.no_grad():
+            return self.perturbed_actor(observations).cpu().numpy()
 
     def perturb(self, actor: nn.Module) -> None:
         """Make :attr:`perturbed_actor` a copy of ``actor`` with Gaussian noise of std ``sigma`` on its weights."""

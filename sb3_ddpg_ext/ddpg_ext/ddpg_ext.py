@@ -12,9 +12,8 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name
 
-from sb3_ddpg_ext.common.buffer_setup import default_buffer_class, make_replay_buffer, n_step_buffer_kwargs
+from sb3_ddpg_ext.common.buffer_setup import make_replay_buffer
 from sb3_ddpg_ext.common.buffers import PrioritizedSampling
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
 from sb3_ddpg_ext.common.validation import (
@@ -30,7 +29,7 @@ from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import Critic
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
-from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetSmoothing, UpdateBackend
+from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetAveraging, TargetSmoothing, UpdateBackend
 
 SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
 
@@ -39,16 +38,13 @@ _POLICY_ARGUMENTS_SET_BY_ALGORITHM = ("observation_space", "action_space", "lr_s
 
 
 class _UpdateSetup(NamedTuple):
-    """What train() runs with, chosen once for the objects in :attr:`key` and chosen again when one of them changes."""
+    """What train() runs with: chosen for the objects in ``key``, and chosen again when one of them changes."""
 
     key: tuple[Any, ...]
     backend: UpdateBackend
     # The fast backend records no graph: in inference mode every tensor op skips autograd's dispatch layers.
     inference_mode: bool
-    online: list[th.Tensor]  # parameters averaged into the targets, and the targets, in the same order
-    targets: list[th.Tensor]
-    online_statistics: list[th.Tensor]  # running statistics (BatchNorm/BatchRenorm), copied into the targets
-    target_statistics: list[th.Tensor]
+    target_averaging: TargetAveraging
 
 
 class DDPGExt(OffPolicyAlgorithm):
@@ -115,7 +111,6 @@ class DDPGExt(OffPolicyAlgorithm):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    _perturbed_at_episode = -1
     _update_setup: _UpdateSetup | None = None  # derived from the policy in train(): never saved
 
     policy: DDPGExtPolicy
@@ -237,33 +232,11 @@ class DDPGExt(OffPolicyAlgorithm):
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         if self.replay_buffer is None:
-            self.replay_buffer = self._make_replay_buffer()
+            # Also for a custom class, n_steps/gamma are handed over (SB3 ignores n_steps there).
+            self.replay_buffer = make_replay_buffer(self)
         policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
         self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
-
-    def _make_replay_buffer(self) -> ReplayBuffer:
-        """
-        The replay buffer: chosen for the observation space unless given, with ``n_steps``/``gamma`` handed to it for
-        n-step returns (also to a custom class, which SB3 does not do; one that cannot take them is an error).
-        """
-        if self.replay_buffer_class is None:
-            self.replay_buffer_class = default_buffer_class(self.observation_space, self.n_steps)
-        self.replay_buffer_kwargs, added = n_step_buffer_kwargs(
-            self.replay_buffer_class, self.replay_buffer_kwargs, self.n_steps, self.gamma
-        )
-        return make_replay_buffer(
-            self.replay_buffer_class,
-            self.replay_buffer_kwargs,
-            added,
-            self.buffer_size,
-            self.observation_space,
-            self.action_space,
-            self.device,
-            self.n_envs,
-            self.optimize_memory_usage,
-            self.env,
-        )
 
     # SB3's names for the networks (as TD3's aliases), read from the policy: replacing one there is seen here.
     @property
@@ -318,7 +291,7 @@ class DDPGExt(OffPolicyAlgorithm):
 
                 if self._n_updates % self.policy_delay == 0:
                     stats["actor_loss"].append(setup.backend.step_actor(batch.observations))
-                    self._update_target_networks(setup)
+                    setup.target_averaging.update(self.tau)
                 if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
                     self.param_noise.adapt(self.actor, batch.observations)
 
@@ -358,25 +331,7 @@ class DDPGExt(OffPolicyAlgorithm):
         smoothing = TargetSmoothing(self.target_policy_noise, self.target_noise_clip)
         fast = FastUpdate.build(self.policy, smoothing) if self.lean_update else None
         backend: UpdateBackend = fast if fast is not None else AutogradUpdate(self.policy, smoothing)
-        online: list[th.Tensor] = []
-        targets: list[th.Tensor] = []
-        online_statistics: list[th.Tensor] = []
-        target_statistics: list[th.Tensor] = []
-        if self.policy.target_networks:
-            for network, target in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
-                online += network.parameters()
-                targets += target.parameters()  # type: ignore[union-attr]
-                online_statistics += get_parameters_by_name(network, ["running_"])
-                target_statistics += get_parameters_by_name(target, ["running_"])  # type: ignore[arg-type]
-        return _UpdateSetup(key, backend, fast is not None, online, targets, online_statistics, target_statistics)
-
-    @th.no_grad()
-    def _update_target_networks(self, setup: _UpdateSetup) -> None:
-        """Polyak averaging, ``target <- target + tau (online - target)``; running statistics are copied (SB3 #996)."""
-        for target, online in zip(setup.targets, setup.online, strict=True):
-            target.lerp_(online, self.tau)
-        for target, online in zip(setup.target_statistics, setup.online_statistics, strict=True):
-            target.copy_(online)
+        return _UpdateSetup(key, backend, fast is not None, TargetAveraging(self.policy))
 
     def _record_train_stats(self, stats: dict[str, list[th.Tensor]], prioritized: PrioritizedSampling | None) -> None:
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -399,15 +354,10 @@ class DDPGExt(OffPolicyAlgorithm):
         """SB3's action selection; with parameter noise, the perturbed actor's actions after ``learning_starts``."""
         if self.param_noise is None or self.num_timesteps < learning_starts:
             return super()._sample_action(learning_starts, action_noise, n_envs)
-        # One perturbation per episode (the first env's episodes when several run), as in the paper.
-        if self.param_noise.perturbed_actor is None or self._perturbed_at_episode != self._episode_num:
-            self.param_noise.perturb(self.actor)
-            self._perturbed_at_episode = self._episode_num
-        assert self.param_noise.perturbed_actor is not None and self._last_obs is not None
+        assert self._last_obs is not None and isinstance(self.action_space, spaces.Box)
         observations, _ = self.policy.obs_to_tensor(self._last_obs)
-        with th.no_grad():
-            scaled_action = self.param_noise.perturbed_actor(observations).cpu().numpy()
-        assert isinstance(self.action_space, spaces.Box)
+        # One perturbation per episode (the first env's episodes when several run), as in the paper.
+        scaled_action = self.param_noise.actions(self.actor, observations, episode=self._episode_num)
         scaled_action = scaled_action.reshape((n_envs, *self.action_space.shape))
         # SB3's tail of _sample_action: action noise added and clipped in [-1, 1]; (env action, buffer action).
         if action_noise is not None:

@@ -1,5 +1,7 @@
 """The fast backend of the update's network side: plain ReLU MLPs with gradients derived by hand, no autograd."""
 
+from collections.abc import Sequence
+
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
@@ -7,7 +9,6 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
 
 from sb3_ddpg_ext.common.lean_mlp import LeanMLP
-from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
 from sb3_ddpg_ext.ddpg_ext.critics import CriticLoss
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
 from sb3_ddpg_ext.ddpg_ext.update import TargetSmoothing
@@ -18,9 +19,10 @@ class FastUpdate:
     :class:`~sb3_ddpg_ext.ddpg_ext.update.UpdateBackend` with the passes of
     :class:`~sb3_ddpg_ext.common.lean_mlp.LeanMLP` (hand-derived gradients, feature-major activations) instead of
     autograd: no graph is recorded, no gradient is zeroed or accumulated, the critic's parameter gradients are never
-    formed in the actor step. The maths that is not about the networks (TD targets, losses, priorities, the losses'
-    gradients with respect to the outputs) is the critic type's own, as in the specification
-    (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`), which the tests compare it with.
+    formed in the actor step; the optimizers step on the gradients written by hand. The maths that is not about the
+    networks (TD targets, losses, priorities, the losses' gradients with respect to the outputs) is the critic type's
+    own, as in the specification (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`), which the tests compare it
+    with.
 
     :meth:`build` makes one for the networks SB3 builds by default (flattened Box observations, ReLU MLPs, target
     networks, optimizers over exactly the networks' parameters); other policies run the specification.
@@ -34,12 +36,8 @@ class FastUpdate:
         self.critic_targets = [LeanMLP(network) for network in policy.critic_target.q_networks]
         self.critics = [LeanMLP(network) for network in policy.critic.q_networks]
         self.actor = LeanMLP(policy.actor.mu)
-        self.critic_step = OptimizerStep(
-            policy.critic.optimizer,
-            [tensor for critic in self.critics for tensor in critic.parameters],
-            [tensor for critic in self.critics for tensor in critic.gradients],
-        )
-        self.actor_step = OptimizerStep(policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
+        self.critic_parameters = [tensor for critic in self.critics for tensor in critic.parameters]
+        self.critic_gradients = [tensor for critic in self.critics for tensor in critic.gradients]
         self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self._critic_activations: list[list[th.Tensor]] = []
         self._features: tuple[PyTorchObs | None, th.Tensor] = (None, th.empty(0))
@@ -61,7 +59,7 @@ class FastUpdate:
             return None
         # The optimizers must hold exactly the parameters the passes produce gradients for.
         critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
-        optimizers_match = OptimizerStep.matches(critic.optimizer, critic_parameters) and OptimizerStep.matches(
+        optimizers_match = _holds_exactly(critic.optimizer, critic_parameters) and _holds_exactly(
             actor.optimizer, list(actor.mu.parameters())
         )
         return cls(policy, smoothing) if optimizers_match else None
@@ -75,7 +73,9 @@ class FastUpdate:
 
     @staticmethod
     def _stacked(outputs: list[th.Tensor]) -> th.Tensor:
-        """Feature-major outputs of the critics as ``(batch, n_critics, n_outputs)``."""
+        """Feature-major outputs of the critics as ``(batch, n_critics, n_outputs)`` (a view for one critic)."""
+        if len(outputs) == 1:
+            return outputs[0].t().unsqueeze(1)
         return th.stack([output.t() for output in outputs], dim=1)
 
     def critic_outputs(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
@@ -98,7 +98,7 @@ class FastUpdate:
         for index, critic in enumerate(self.critics):
             critic.backward(self._critic_activations[index], output_gradients[:, index].t())
         self._critic_activations = []
-        self.critic_step.step()
+        _step(self.policy.critic.optimizer, self.critic_parameters, self.critic_gradients)
 
     def step_actor(self, observations: PyTorchObs) -> th.Tensor:
         cached_observations, features = self._features
@@ -118,5 +118,20 @@ class FastUpdate:
         )
         assert action_gradients is not None
         self.actor.backward(actor_activations, action_gradients)
-        self.actor_step.step()
+        _step(self.policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
         return actor_loss
+
+
+def _holds_exactly(optimizer: th.optim.Optimizer, parameters: Sequence[th.Tensor]) -> bool:
+    """Whether ``parameters`` are exactly the optimizer's one parameter group, in its order."""
+    groups = optimizer.param_groups
+    return len(groups) == 1 and [id(tensor) for tensor in groups[0]["params"]] == [id(tensor) for tensor in parameters]
+
+
+def _step(optimizer: th.optim.Optimizer, parameters: list[th.Tensor], gradients: list[th.Tensor]) -> None:
+    """One step of ``optimizer`` on gradients written by hand (assigned each time: another update may have cleared them)."""
+    for parameter, gradient in zip(parameters, gradients, strict=True):
+        parameter.grad = gradient
+    # Outside inference mode: the optimizer's state (created at the first step) outlives the update.
+    with th.inference_mode(False):
+        optimizer.step()

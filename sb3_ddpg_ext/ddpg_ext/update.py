@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch as th
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
+from stable_baselines3.common.utils import get_parameters_by_name
 
 from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode
 from sb3_ddpg_ext.ddpg_ext.critics import CriticLoss
@@ -131,3 +132,32 @@ class AutogradUpdate:
             return -critic.q_values(critic.q1_forward(observations, actions)).mean()
         with evaluation_mode(critic):  # CrossQ evaluates the critic with its running statistics here, as sb3-contrib
             return -critic.q_values(critic.q1_forward(observations, actions)).mean()
+
+
+class TargetAveraging:
+    """
+    Polyak averaging of the target networks, ``target <- target + tau (online - target)`` (one ``lerp_`` per tensor),
+    with running statistics (BatchNorm/BatchRenorm) copied, not averaged (SB3 issue #996). Nothing to do without
+    target networks.
+
+    :param policy: the policy whose networks are paired now (build a new one when they are replaced)
+    """
+
+    def __init__(self, policy: DDPGExtPolicy):
+        self.online: list[th.Tensor] = []
+        self.targets: list[th.Tensor] = []
+        self.online_statistics: list[th.Tensor] = []
+        self.target_statistics: list[th.Tensor] = []
+        if policy.target_networks:
+            for network, target in ((policy.critic, policy.critic_target), (policy.actor, policy.actor_target)):
+                self.online += network.parameters()
+                self.targets += target.parameters()
+                self.online_statistics += get_parameters_by_name(network, ["running_"])
+                self.target_statistics += get_parameters_by_name(target, ["running_"])
+
+    @th.no_grad()
+    def update(self, tau: float) -> None:
+        for target, online in zip(self.targets, self.online, strict=True):
+            target.lerp_(online, tau)
+        for target, online in zip(self.target_statistics, self.online_statistics, strict=True):
+            target.copy_(online)
