@@ -24,6 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import NStepReplayBuffer
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
+from sb3_ddpg_ext.common import torch_kernels
 from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
 from sb3_ddpg_ext.presets import preset
 
@@ -32,7 +33,7 @@ TARGET_RATIO = 1.5  # DDPGExt / SB3 DDPG on the DDPG defaults (and >= 1.0 on eve
 # What a row compares, one section of the report each.
 SAME = "Same configuration on both sides"
 NEAREST = "DDPGExt's extensions beside the nearest SB3 / sb3-contrib configuration (not the same work per step)"
-INTERNAL = "Inside DDPGExt: what an extension costs, what the lean update gains"
+INTERNAL = "Inside DDPGExt: what an extension costs, what the fast backend and its private kernels gain"
 TD3_SETTINGS = dict(policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5)
 LEARNING_STARTS = 300
 
@@ -48,6 +49,18 @@ class Row:
     kwargs: dict[str, Any] = field(default_factory=dict)
     baseline_name: str = "SB3 DDPG"
     kind: str = SAME
+
+
+class PublicKernelsDDPGExt(DDPGExt):
+    """DDPGExt whose fast backend uses only public torch operations (``torch_kernels.use_private_kernels`` off)."""
+
+    def learn(self, *args: Any, **kwargs: Any) -> "PublicKernelsDDPGExt":
+        # Set only while this model learns: its side-by-side partner keeps the default.
+        previous, torch_kernels.use_private_kernels = torch_kernels.use_private_kernels, False
+        try:
+            return super().learn(*args, **kwargs)
+        finally:
+            torch_kernels.use_private_kernels = previous
 
 
 def with_settings(algorithm: Callable[..., BaseAlgorithm], **settings: Any) -> Callable[..., BaseAlgorithm]:
@@ -131,7 +144,7 @@ def rows(env_ids: list[str]) -> list[Row]:
             baseline_name="DDPGExt uniform",
             kind=INTERNAL,
         ),
-        # Not a comparison with SB3 either: what the lean update (hand-derived gradients) gains over autograd.
+        # Not a comparison with SB3 either: what the fast backend (hand-derived gradients) gains over autograd.
         Row(
             DDPG_DEFAULTS,
             pendulum,
@@ -140,6 +153,11 @@ def rows(env_ids: list[str]) -> list[Row]:
             baseline_name="DDPGExt, `lean_update=False`",
             kind=INTERNAL,
         ),
+    ]
+    # What the private torch kernels of the fast backend earn over their public equivalents (common/torch_kernels.py).
+    table += [
+        Row(DDPG_DEFAULTS, env_id, PublicKernelsDDPGExt, DDPGExt, baseline_name="DDPGExt, public kernels only", kind=INTERNAL)
+        for env_id in env_ids
     ]
     return table
 

@@ -1,6 +1,7 @@
 """Command line: ``python -m sb3_ddpg_ext train|eval|tune|benchmark ...`` (also installed as ``ddpg-ext``)."""
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -133,25 +134,15 @@ def _tune(args: argparse.Namespace) -> None:
         space = search_space.narrow(search_space.default_search_space(args.env), space_overrides)
         print("\n".join(search_space.describe(space)))
         return
-    settings = tuning.TuningSettings(
-        env_id=args.env,
-        n_trials=args.n_trials,
-        n_timesteps=args.timesteps,
-        n_evaluations=args.n_evaluations,
-        n_eval_episodes=args.n_eval_episodes,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        storage=args.storage,
-        study_name=args.study_name,
-        n_jobs=args.n_jobs,
-        seed=args.seed,
-        output=args.output,
-        search_space=space_overrides,
-        n_startup_trials=args.n_startup_trials,
-        heartbeat_interval=args.heartbeat_interval,
-        grace_period=args.grace_period,
-        torch_threads=args.threads,
-    )
+    # The options are the settings' fields, by the same names, but for these.
+    renamed = {
+        "env_id": args.env,
+        "n_timesteps": args.timesteps,
+        "torch_threads": args.threads,
+        "search_space": space_overrides,
+    }
+    fields = (field.name for field in dataclasses.fields(tuning.TuningSettings))
+    settings = tuning.TuningSettings(**{name: renamed[name] if name in renamed else getattr(args, name) for name in fields})
     _, lines = tuning_report.tune_and_report(settings)
     print("\n".join(lines))
 

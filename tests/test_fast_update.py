@@ -12,7 +12,9 @@ from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
+from sb3_ddpg_ext.common import torch_kernels
 from sb3_ddpg_ext.common.lean_mlp import LeanMLP
+from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 
@@ -159,7 +161,11 @@ def _record_priorities(buffer) -> list[th.Tensor]:
     ],
     ids=["ddpg", "td3", "td3-three-actions", "three-critics", "prioritized-3-step", "sgd", "categorical-prioritized"],
 )
-def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(kwargs):
+@pytest.mark.parametrize("private_kernels", [True, False], ids=["private-kernels", "public-kernels"])
+def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(kwargs, private_kernels, monkeypatch):
+    if private_kernels and not torch_kernels.AVAILABLE:
+        pytest.skip("the private kernels exist under the tested torch releases only")
+    monkeypatch.setattr(torch_kernels, "use_private_kernels", private_kernels)
     model, reference = _pair(**kwargs)
     assert isinstance(model._current_update_setup().backend, FastUpdate)
     assert isinstance(reference._current_update_setup().backend, AutogradUpdate)
@@ -246,3 +252,92 @@ def test_state_made_during_a_fast_update_outlives_its_inference_mode():
     model.lean_update = False
     model.train(gradient_steps=2, batch_size=32)
     assert isinstance(model._update_setup.backend, AutogradUpdate)
+
+
+@pytest.mark.parametrize(
+    "optimizer_class,kwargs",
+    [
+        (th.optim.Adam, dict(fused=True)),
+        (th.optim.Adam, dict(fused=True, amsgrad=True, weight_decay=0.01)),
+        (th.optim.AdamW, dict(fused=True, weight_decay=0.1)),
+        (th.optim.SGD, dict(momentum=0.9)),
+    ],
+)
+def test_optimizer_step_equals_optimizer_step_and_survives_a_state_reload(optimizer_class, kwargs):
+    def build():
+        network = _mlp(squash=False)
+        return network, optimizer_class(network.parameters(), lr=1e-2, **kwargs)
+
+    network, optimizer = build()
+    reference, reference_optimizer = build()
+    parameters = list(network.parameters())
+    gradients = [th.zeros_like(parameter) for parameter in parameters]
+    step = OptimizerStep(optimizer, parameters, gradients)
+    assert step.direct == (optimizer_class is not th.optim.SGD)
+    for index in range(6):
+        if index == 3:  # as when a saved model is loaded: new state tensors
+            state = copy.deepcopy(reference_optimizer.state_dict())
+            optimizer.load_state_dict(state)
+        for gradient, parameter in zip(gradients, reference.parameters(), strict=True):
+            gradient.copy_(th.randn_like(gradient))
+            parameter.grad = gradient.clone()
+        step.step()
+        reference_optimizer.step()
+        for ours, theirs in zip(parameters, reference.parameters(), strict=True):
+            th.testing.assert_close(ours, theirs)
+    assert int(optimizer.state[parameters[0]].get("step", 6)) == 6
+    # The optimizer's own step still works on the state the direct steps left (e.g. packed step counts).
+    for parameter, reference_parameter in zip(parameters, reference.parameters(), strict=True):
+        parameter.grad = reference_parameter.grad = th.ones_like(parameter)
+    optimizer.step()
+    reference_optimizer.step()
+    for ours, theirs in zip(parameters, reference.parameters(), strict=True):
+        th.testing.assert_close(ours, theirs)
+    assert all(int(optimizer.state[parameter].get("step", 7)) == 7 for parameter in parameters)
+
+
+def test_optimizer_step_needs_the_optimizer_parameters_in_order():
+    network = _mlp(squash=False)
+    parameters = list(network.parameters())
+    optimizer = th.optim.Adam(parameters, fused=True)
+    with pytest.raises(ValueError, match="parameter group"):
+        OptimizerStep(optimizer, parameters[::-1], [th.zeros_like(parameter) for parameter in parameters[::-1]])
+
+
+@pytest.mark.parametrize("optimizer_class,kwargs", [(th.optim.Adam, dict(fused=True)), (th.optim.AdamW, dict(fused=True))])
+def test_the_public_optimizer_path_equals_the_direct_fused_kernel(optimizer_class, kwargs):
+    networks = [_mlp(squash=False) for _ in range(2)]
+    optimizers = [optimizer_class(network.parameters(), lr=1e-2, **kwargs) for network in networks]
+    gradients = [[th.zeros_like(parameter) for parameter in network.parameters()] for network in networks]
+    steps = [
+        OptimizerStep(optimizer, list(network.parameters()), grads, allow_direct=allow)
+        for optimizer, network, grads, allow in zip(optimizers, networks, gradients, (True, False), strict=True)
+    ]
+    assert not steps[1].direct
+    for _ in range(4):
+        noise = [th.randn_like(gradient) for gradient in gradients[0]]
+        for grads in gradients:
+            for gradient, value in zip(grads, noise, strict=True):
+                gradient.copy_(value)
+        for step in steps:
+            step.step()
+    for ours, theirs in zip(networks[0].parameters(), networks[1].parameters(), strict=True):
+        th.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.skipif(not torch_kernels.AVAILABLE, reason="the private kernels exist under the tested torch releases only")
+@pytest.mark.parametrize("squash", [False, True])
+def test_the_public_kernels_give_the_private_kernels_results(squash, monkeypatch):
+    results = []
+    for private in (True, False):
+        monkeypatch.setattr(torch_kernels, "use_private_kernels", private)
+        th.manual_seed(0)
+        network = _mlp(squash)
+        lean = LeanMLP(network)
+        outputs, activations = lean.forward(th.randn(5, 9))
+        lean.backward(activations, th.randn(3, 9))
+        targets, sources = [th.randn(4, 3), th.randn(2)], [th.randn(4, 3), th.randn(2)]
+        torch_kernels.lerp_(targets, sources, 0.3)
+        results.append([outputs, *lean.gradients, *targets])
+    for private, public in zip(*results, strict=True):
+        th.testing.assert_close(public, private)

@@ -89,17 +89,8 @@ class _TargetsMixin(ReplayBuffer):
         if self.n_steps == 1:
             dones = take_slots(self.dones, slots) * (1.0 - take_slots(self.timeouts, slots))
             return slots, self._normalize_reward(take_slots(self.rewards, slots), env), dones, None
-        targets = n_step_targets(
-            self.rewards,
-            self.dones,
-            self.timeouts,
-            rows,
-            envs,
-            newest_row=(self.pos - 1) % self.buffer_size,
-            n_steps=self.n_steps,
-            gamma=self.gamma,
-            scale_rewards=None if env is None else env.normalize_reward,
-        )
+        scale_rewards = None if env is None else env.normalize_reward
+        targets = n_step_targets(self, rows, envs, self.n_steps, self.gamma, scale_rewards)
         return targets.last_rows * self.n_envs + envs, targets.rewards, targets.dones, targets.discounts
 
     def _transitions(self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None) -> dict[str, Any]:

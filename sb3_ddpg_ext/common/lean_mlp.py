@@ -5,6 +5,11 @@ from typing import NamedTuple
 import torch as th
 from torch import nn
 
+from sb3_ddpg_ext.common.torch_kernels import relu_backward_, tanh_backward
+
+# Hidden-layer buffers by (layer index, features, batch size); the objects given the same pool share them.
+BufferPool = dict[tuple[int, int, int], th.Tensor]
+
 
 class _Layer(NamedTuple):
     """One linear layer's tensors, resolved once (detached views: in-place updates of the parameters show through)."""
@@ -29,15 +34,22 @@ class LeanMLP:
     with the same batch size reuses. Activations are kept feature-major (``features x batch``), and so are inputs and
     outputs, so that networks chained by hand (actor into critic) need no transposed copies between them.
 
-    Because of that reuse, a pass overwrites the activations of the previous pass of the same object: call
-    :meth:`backward` before the next :meth:`forward`. The parameters are the module's own tensors, so optimizer
-    steps and target-network averaging done in place are seen here; rebuild the object if the module's parameters
-    are replaced.
+    Because of that reuse, a pass overwrites the activations of the previous pass of the same object (and of the
+    objects sharing its ``activation_pool``): call :meth:`backward` before the next :meth:`forward`; :meth:`backward`
+    may overwrite the hidden activations (:func:`~sb3_ddpg_ext.common.torch_kernels.relu_backward_`). The parameters
+    are the module's own tensors, so optimizer steps and target-network averaging done in place are seen here;
+    rebuild the object if the module's parameters are replaced.
+
+    A smaller working set makes the products faster (fewer cache misses), hence the pools: the hidden-layer gradients
+    live only inside one :meth:`backward` call, so any objects may share a ``gradient_pool``; an ``activation_pool``
+    may be shared by objects whose passes run one after another with no :meth:`backward` (e.g. the target networks).
 
     :param network: the MLP; see :meth:`supports`
+    :param activation_pool: where the hidden activations are kept (default: the object's own)
+    :param gradient_pool: where the hidden-layer gradients are kept during :meth:`backward` (default: its own)
     """
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module, activation_pool: BufferPool | None = None, gradient_pool: BufferPool | None = None):
         if not self.supports(network):
             raise ValueError(f"LeanMLP needs Linear/ReLU layers ending in Linear (or Linear, Tanh), got {network}")
         layers = list(network)  # type: ignore[call-overload]
@@ -58,10 +70,11 @@ class LeanMLP:
             )
             for index, layer in enumerate(self.linears)
         ]
+        self._activation_pool: BufferPool = {} if activation_pool is None else activation_pool
+        self._gradient_pool: BufferPool = {} if gradient_pool is None else gradient_pool
         self._batch_size = 0
         self._hidden: list[th.Tensor] = []
         self._hidden_gradients: list[th.Tensor] = []
-        self._relu_masks: list[th.Tensor] = []
         self._hidden_transposed: list[th.Tensor] = []
 
     @staticmethod
@@ -83,12 +96,21 @@ class LeanMLP:
     def _allocate(self, batch_size: int) -> None:
         # Normal tensors even when the first pass runs in inference mode: they outlive it.
         with th.inference_mode(False):
-            new_empty = self._layers[0].weight.new_empty
-            self._hidden = [new_empty(layer.out_features, batch_size) for layer in self.linears[:-1]]
-            self._hidden_gradients = [new_empty(layer.out_features, batch_size) for layer in self.linears[:-1]]
-            self._relu_masks = [new_empty(layer.out_features, batch_size) for layer in self.linears[:-1]]
+            self._hidden = self._buffers(self._activation_pool, batch_size)
+            self._hidden_gradients = self._buffers(self._gradient_pool, batch_size)
             self._hidden_transposed = [hidden.t() for hidden in self._hidden]  # resolved once: a view costs a dispatch
         self._batch_size = batch_size
+
+    def _buffers(self, pool: BufferPool, batch_size: int) -> list[th.Tensor]:
+        """One ``(features, batch_size)`` tensor per hidden layer, taken from ``pool`` or added to it."""
+        new_empty = self._layers[0].weight.new_empty
+        buffers = []
+        for index, layer in enumerate(self.linears[:-1]):
+            key = (index, layer.out_features, batch_size)
+            if key not in pool:
+                pool[key] = new_empty(layer.out_features, batch_size)
+            buffers.append(pool[key])
+        return buffers
 
     def forward(self, inputs: th.Tensor) -> tuple[th.Tensor, list[th.Tensor]]:
         """
@@ -132,16 +154,13 @@ class LeanMLP:
         """
         gradient = output_gradients
         if self.squashed:
-            outputs = activations[-1]
-            gradient = th.addcmul(gradient, gradient, outputs * outputs, value=-1.0)  # gradient * (1 - tanh^2)
+            gradient = tanh_backward(gradient, activations[-1])
         for index in range(len(self._layers) - 1, 0, -1):
             layer, layer_input = self._layers[index], activations[index]
             if parameter_gradients:
                 self._parameter_gradients(layer, layer_input, gradient, self._hidden_transposed[index - 1])
             gradient = th.mm(layer.transposed_weight, gradient, out=self._hidden_gradients[index - 1])
-            # ReLU: the gradient where its output is positive, 0 where it is 0. A product with the output's sign (0 or
-            # 1), because comparisons make bool tensors, whose CPU kernels are many times slower than these two ops.
-            gradient.mul_(th.sign(layer_input, out=self._relu_masks[index - 1]))
+            relu_backward_(gradient, layer_input)  # its last use: the public path overwrites it
         first = self._layers[0]
         if parameter_gradients:
             self._parameter_gradients(first, activations[0], gradient)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from stable_baselines3.common.buffers import ReplayBuffer
 
 
 class NStepTargets(NamedTuple):
@@ -67,23 +68,18 @@ _gather_windows.compile(
 
 
 def n_step_targets(
-    rewards: np.ndarray,
-    dones: np.ndarray,
-    timeouts: np.ndarray,
+    buffer: ReplayBuffer,
     rows: np.ndarray,
     envs: np.ndarray,
-    newest_row: int,
     n_steps: int,
     gamma: float,
     scale_rewards: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> NStepTargets:
     """
-    :param rewards: the buffer's rewards, shape ``(buffer_size, n_envs)``
-    :param dones: the buffer's episode-end flags, same shape
-    :param timeouts: the buffer's truncation flags, same shape (zeros when timeouts are not handled)
+    :param buffer: the buffer whose ``rewards``, ``dones`` and ``timeouts`` (zeros when timeouts are not handled),
+        shape ``(buffer_size, n_envs)``, are read; its row written last ends every window
     :param rows: sampled rows, shape ``(batch,)``
     :param envs: sampled env columns, shape ``(batch,)``
-    :param newest_row: the row written last
     :param n_steps: the ``n`` of n-step returns
     :param gamma: discount factor
     :param scale_rewards: applied to the gathered rewards (e.g. ``VecNormalize``'s reward normalisation)
@@ -94,10 +90,11 @@ def n_step_targets(
     lengths = np.empty(batch, dtype=np.int64)
     terminal = np.empty(batch, dtype=np.float32)
     # The walk along each window stops at a data-dependent step: compiled, not a (batch, n) fancy index.
+    newest_row = (buffer.pos - 1) % buffer.buffer_size
     _gather_windows(
-        rewards,
-        dones,
-        timeouts,
+        buffer.rewards,
+        buffer.dones,
+        buffer.timeouts,
         rows.astype(np.int64),
         envs.astype(np.int64),
         newest_row,

@@ -351,15 +351,26 @@ class DDPGExt(OffPolicyAlgorithm):
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """SB3's action selection; with parameter noise, the perturbed actor's actions after ``learning_starts``."""
-        if self.param_noise is None or self.num_timesteps < learning_starts:
+        """
+        SB3's action selection: random actions before ``learning_starts`` (SB3's own code); then the actor's actions
+        (with parameter noise, its perturbed copy's) for the last observations, rescaled as SB3's ``predict`` and
+        ``_sample_action`` rescale them (so the buffer holds SB3's floats), with the action noise added and clipped.
+        ``predict``'s per-call checks and mode switches are left out: collection runs in evaluation mode already.
+
+        :return: the env actions and the buffer actions (scaled to [-1, 1]), ``(n_envs, action_dim)`` each
+        """
+        if self.num_timesteps < learning_starts:
             return super()._sample_action(learning_starts, action_noise, n_envs)
         assert self._last_obs is not None and isinstance(self.action_space, spaces.Box)
         observations, _ = self.policy.obs_to_tensor(self._last_obs)
-        # One perturbation per episode (the first env's episodes when several run), as in the paper.
-        scaled_action = self.param_noise.actions(self.actor, observations, episode=self._episode_num)
-        scaled_action = scaled_action.reshape((n_envs, *self.action_space.shape))
-        # SB3's tail of _sample_action: action noise added and clipped in [-1, 1]; (env action, buffer action).
+        if self.param_noise is None:
+            with th.inference_mode():
+                outputs = self.actor(observations).cpu().numpy()
+        else:  # one perturbation per episode (the first env's episodes when several run), as in the paper
+            outputs = self.param_noise.actions(self.actor, observations, episode=self._episode_num)
+        outputs = outputs.reshape((-1, *self.action_space.shape))
+        # predict unscales the squashed outputs to the env's bounds, _sample_action scales them back: the same floats.
+        scaled_action = self.policy.scale_action(self.policy.unscale_action(outputs))
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action

@@ -1,14 +1,13 @@
 """The fast backend of the update's network side: plain ReLU MLPs with gradients derived by hand, no autograd."""
 
-from collections.abc import Sequence
-
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
 
-from sb3_ddpg_ext.common.lean_mlp import LeanMLP
+from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanMLP
+from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
 from sb3_ddpg_ext.ddpg_ext.critics import CriticLoss
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
 from sb3_ddpg_ext.ddpg_ext.update import TargetSmoothing
@@ -32,12 +31,22 @@ class FastUpdate:
         assert policy.actor_target is not None and policy.critic_target is not None
         self.policy = policy
         self.smoothing = smoothing
-        self.actor_target = LeanMLP(policy.actor_target.mu)
-        self.critic_targets = [LeanMLP(network) for network in policy.critic_target.q_networks]
-        self.critics = [LeanMLP(network) for network in policy.critic.q_networks]
-        self.actor = LeanMLP(policy.actor.mu)
+        # A smaller working set makes the products faster. Inside critic_outputs the target passes run one after
+        # another, forward only, and then the first critic's: they share activations (the first critic's are kept for
+        # step_critics). Every backward pass shares the hidden-layer gradients, which live only inside it.
+        first: BufferPool = {}
+        gradients: BufferPool = {}
+        self.actor_target = LeanMLP(policy.actor_target.mu, first, gradients)
+        self.critic_targets = [LeanMLP(network, first, gradients) for network in policy.critic_target.q_networks]
+        self.critics = [
+            LeanMLP(network, first if index == 0 else None, gradients)
+            for index, network in enumerate(policy.critic.q_networks)
+        ]
+        self.actor = LeanMLP(policy.actor.mu, gradient_pool=gradients)
         self.critic_parameters = [tensor for critic in self.critics for tensor in critic.parameters]
         self.critic_gradients = [tensor for critic in self.critics for tensor in critic.gradients]
+        self.critic_step = OptimizerStep(policy.critic.optimizer, self.critic_parameters, self.critic_gradients)
+        self.actor_step = OptimizerStep(policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
         self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self._critic_activations: list[list[th.Tensor]] = []
         self._features: tuple[PyTorchObs | None, th.Tensor] = (None, th.empty(0))
@@ -59,7 +68,7 @@ class FastUpdate:
             return None
         # The optimizers must hold exactly the parameters the passes produce gradients for.
         critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
-        optimizers_match = _holds_exactly(critic.optimizer, critic_parameters) and _holds_exactly(
+        optimizers_match = OptimizerStep.matches(critic.optimizer, critic_parameters) and OptimizerStep.matches(
             actor.optimizer, list(actor.mu.parameters())
         )
         return cls(policy, smoothing) if optimizers_match else None
@@ -94,14 +103,17 @@ class FastUpdate:
         return self._stacked([outputs for outputs, _ in passes]), next_outputs
 
     def step_critics(self, loss: CriticLoss) -> None:
+        if not self._critic_activations:  # the backward passes need the activations of this update's critic_outputs
+            raise RuntimeError("step_critics() needs a critic_outputs() of the same update before it")
         output_gradients = self.policy.critic.loss_gradients(loss)
         for index, critic in enumerate(self.critics):
             critic.backward(self._critic_activations[index], output_gradients[:, index].t())
         self._critic_activations = []
-        _step(self.policy.critic.optimizer, self.critic_parameters, self.critic_gradients)
+        self.critic_step.step()
 
     def step_actor(self, observations: PyTorchObs) -> th.Tensor:
         cached_observations, features = self._features
+        self._critic_activations = []  # the first critic's pass below overwrites them
         if cached_observations is not observations:
             features = self._feature_rows(observations).contiguous()
         self._features = (None, th.empty(0))
@@ -118,20 +130,5 @@ class FastUpdate:
         )
         assert action_gradients is not None
         self.actor.backward(actor_activations, action_gradients)
-        _step(self.policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
+        self.actor_step.step()
         return actor_loss
-
-
-def _holds_exactly(optimizer: th.optim.Optimizer, parameters: Sequence[th.Tensor]) -> bool:
-    """Whether ``parameters`` are exactly the optimizer's one parameter group, in its order."""
-    groups = optimizer.param_groups
-    return len(groups) == 1 and [id(tensor) for tensor in groups[0]["params"]] == [id(tensor) for tensor in parameters]
-
-
-def _step(optimizer: th.optim.Optimizer, parameters: list[th.Tensor], gradients: list[th.Tensor]) -> None:
-    """One step of ``optimizer`` on gradients written by hand (assigned each time: another update may have cleared them)."""
-    for parameter, gradient in zip(parameters, gradients, strict=True):
-        parameter.grad = gradient
-    # Outside inference mode: the optimizer's state (created at the first step) outlives the update.
-    with th.inference_mode(False):
-        optimizer.step()

@@ -16,6 +16,7 @@ import torch as th
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
 from stable_baselines3.common.utils import get_parameters_by_name
 
+from sb3_ddpg_ext.common.torch_kernels import lerp_
 from sb3_ddpg_ext.common.torch_utils import concatenate_observations, evaluation_mode
 from sb3_ddpg_ext.ddpg_ext.critics import CriticLoss
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
@@ -136,7 +137,7 @@ class AutogradUpdate:
 
 class TargetAveraging:
     """
-    Polyak averaging of the target networks, ``target <- target + tau (online - target)`` (one ``lerp_`` per tensor),
+    Polyak averaging of the target networks, ``target <- target + tau (online - target)``,
     with running statistics (BatchNorm/BatchRenorm) copied, not averaged (SB3 issue #996). Nothing to do without
     target networks.
 
@@ -157,7 +158,6 @@ class TargetAveraging:
 
     @th.no_grad()
     def update(self, tau: float) -> None:
-        for target, online in zip(self.targets, self.online, strict=True):
-            target.lerp_(online, tau)
+        lerp_(self.targets, self.online, tau)
         for target, online in zip(self.target_statistics, self.online_statistics, strict=True):
             target.copy_(online)
