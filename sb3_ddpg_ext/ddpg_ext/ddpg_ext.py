@@ -309,18 +309,9 @@ class DDPGExt(OffPolicyAlgorithm):
         """The backend and target lists for the policy's current networks and optimizers (chosen again on a change)."""
         policy = self.policy
         optimizers = (policy.actor.optimizer, policy.critic.optimizer)
-        key = (
-            policy,
-            policy.actor,
-            policy.critic,
-            policy.actor_target,
-            policy.critic_target,
-            *optimizers,
-            *(sum(len(group["params"]) for group in optimizer.param_groups) for optimizer in optimizers),
-            self.lean_update,
-            self.target_policy_noise,
-            self.target_noise_clip,
-        )
+        sizes = tuple(sum(len(group["params"]) for group in optimizer.param_groups) for optimizer in optimizers)
+        networks = (policy, policy.actor, policy.critic, policy.actor_target, policy.critic_target)
+        key = (*networks, *optimizers, *sizes, self.lean_update, self.target_policy_noise, self.target_noise_clip)
         setup = self._update_setup
         if setup is None or setup.key != key:  # modules and optimizers compare by identity
             setup = self._update_setup = self._choose_update(key)
