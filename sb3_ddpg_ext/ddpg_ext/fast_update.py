@@ -43,9 +43,9 @@ class FastUpdate:
             for index, network in enumerate(policy.critic.q_networks)
         ]
         self.actor = LeanMLP(policy.actor.mu, gradient_pool=gradients)
-        self.critic_parameters = [tensor for critic in self.critics for tensor in critic.parameters]
-        self.critic_gradients = [tensor for critic in self.critics for tensor in critic.gradients]
-        self.critic_step = OptimizerStep(policy.critic.optimizer, self.critic_parameters, self.critic_gradients)
+        critic_parameters = [tensor for critic in self.critics for tensor in critic.parameters]
+        critic_gradients = [tensor for critic in self.critics for tensor in critic.gradients]
+        self.critic_step = OptimizerStep(policy.critic.optimizer, critic_parameters, critic_gradients)
         self.actor_step = OptimizerStep(policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
         self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self._critic_activations: list[list[th.Tensor]] = []
