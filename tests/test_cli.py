@@ -139,3 +139,10 @@ def test_an_env_id_gymnasium_does_not_know_is_a_clean_error(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"NoSuchEnv-v0": TINY_ENTRY}))
     assert main(["train", "--env", "NoSuchEnv-v0", "--hyperparams", str(path)]) == 2
     assert "ddpg-ext: error: " in (err := capsys.readouterr().err) and "NoSuchEnv" in err
+
+
+def test_a_model_for_another_env_is_a_clean_error(tmp_path, hyperparams, capsys):
+    assert main(["train", "--hyperparams", str(hyperparams), "--save-path", str(tmp_path / "m"), "--no-progress-bar"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--env", "MountainCarContinuous-v0", "--model", str(tmp_path / "m")]) == 2
+    assert "cannot be loaded for env 'MountainCarContinuous-v0'" in capsys.readouterr().err

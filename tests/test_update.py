@@ -5,7 +5,7 @@ import torch as th
 from stable_baselines3.common.logger import Logger
 
 from sb3_ddpg_ext import DDPGExt
-from sb3_ddpg_ext.ddpg_ext.critics import CRITIC_TYPES
+from sb3_ddpg_ext.ddpg_ext.critics import CRITIC_TYPES, Critic
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 
@@ -90,3 +90,27 @@ def test_the_declared_mode_survives_save_load(tmp_path):
     model.save(tmp_path / "model")
     loaded = DDPGExt.load(tmp_path / "model")
     assert not loaded.policy.target_networks and loaded.critic_target is None
+
+
+class HuberCritic(Critic):
+    """A critic type that redefines its loss but not the loss's gradient."""
+
+    def loss(self, outputs, target, weights=None):
+        base = super().loss(outputs, target, weights)
+        return base._replace(loss=th.nn.functional.huber_loss(self.q_values(outputs), target.expand_as(outputs[..., 0])))
+
+
+def test_a_critic_type_whose_loss_gradient_is_not_its_own_runs_the_specification(monkeypatch):
+    monkeypatch.setitem(CRITIC_TYPES, "huber", HuberCritic)
+    model = _trained(policy_kwargs=dict(net_arch=[16], critic="huber"), steps=110)
+    assert type(model.critic) is HuberCritic and isinstance(model._update_setup.backend, AutogradUpdate)
+    plain = _trained(policy_kwargs=dict(net_arch=[16]), steps=110)
+    assert isinstance(plain._update_setup.backend, FastUpdate)
+
+
+def test_moving_the_policy_builds_the_fast_backend_anew():
+    model = _trained(policy_kwargs=dict(net_arch=[16]), steps=110)
+    backend = model._update_setup.backend
+    model.policy.to("cpu")
+    model.train(gradient_steps=2, batch_size=32)
+    assert isinstance(model._update_setup.backend, FastUpdate) and model._update_setup.backend is not backend

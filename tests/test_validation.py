@@ -160,3 +160,10 @@ def test_a_buffer_taking_kwargs_gets_no_n_step_arguments_with_one_step_returns()
 def test_a_buffer_taking_kwargs_that_cannot_do_n_step_returns_is_named_in_the_error():
     with pytest.raises(TypeError, match=r"hand \['n_steps', 'gamma'\] to `replay_buffer_class=ForwardingBuffer`"):
         DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, replay_buffer_class=ForwardingBuffer)
+
+
+def test_sb3_n_step_buffer_given_by_class_gets_the_algorithms_gamma():
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", gamma=0.95, replay_buffer_class=NStepReplayBuffer)
+    assert (model.replay_buffer.n_steps, model.replay_buffer.gamma) == (3, 0.95)  # its own default n_steps

@@ -1,5 +1,6 @@
 """How DDPGExt builds its replay buffer: the class for the observation space, and n-step returns handed over."""
 
+import inspect
 from typing import Any
 
 from gymnasium import spaces
@@ -34,6 +35,13 @@ def default_buffer_class(observation_space: spaces.Space, n_steps: int) -> type[
     return UniformReplayBuffer
 
 
+def _default_n_steps(buffer_class: type[ReplayBuffer]) -> int:
+    """The ``n_steps`` a buffer class uses when given none (SB3's ``NStepReplayBuffer``: 3), 1 when it takes none."""
+    parameter = inspect.signature(buffer_class).parameters.get("n_steps")
+    default = None if parameter is None else parameter.default
+    return default if isinstance(default, int) else 1
+
+
 def n_step_buffer_kwargs(
     buffer_class: type[ReplayBuffer], buffer_kwargs: dict[str, Any], n_steps: int, gamma: float
 ) -> tuple[dict[str, Any], list[str]]:
@@ -46,7 +54,7 @@ def n_step_buffer_kwargs(
     :return: the keyword arguments (a new dict) and the keys added to them
     :raises InvalidValueError: a contradiction, or n-step returns for a buffer that takes no ``n_steps``/``gamma``
     """
-    n_steps = n_steps if n_steps > 1 else buffer_kwargs.get("n_steps", 1)
+    n_steps = n_steps if n_steps > 1 else buffer_kwargs.get("n_steps", _default_n_steps(buffer_class))
     for key, value in (("n_steps", n_steps), ("gamma", gamma)):
         # A contradicting gamma is refused even where it would go unused: nothing is silently ignored.
         if buffer_kwargs.get(key, value) != value:

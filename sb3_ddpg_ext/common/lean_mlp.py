@@ -16,7 +16,6 @@ class _Layer(NamedTuple):
 
     weight: th.Tensor
     transposed_weight: th.Tensor
-    bias: th.Tensor
     column_bias: th.Tensor
     weight_gradient: th.Tensor
     bias_gradient: th.Tensor
@@ -61,7 +60,6 @@ class LeanMLP:
             _Layer(
                 weight=layer.weight.detach(),
                 transposed_weight=layer.weight.detach().t(),
-                bias=layer.bias.detach(),
                 column_bias=layer.bias.detach().unsqueeze(1),
                 weight_gradient=self.gradients[2 * index],
                 bias_gradient=self.gradients[2 * index + 1],

@@ -24,6 +24,7 @@ AVAILABLE = _release() in TESTED_RELEASES and all(
     hasattr(namespace, name)
     for namespace, name in (
         (th, "_fused_adam_"),
+        (th, "_fused_adamw_"),
         (th, "_foreach_lerp_"),
         (th.ops.aten, "threshold_backward"),
         (th.ops.aten, "tanh_backward"),

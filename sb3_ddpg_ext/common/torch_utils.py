@@ -29,8 +29,3 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(previous)
-
-
-def without_graph(tensor: th.Tensor) -> th.Tensor:
-    """``tensor.detach()`` when it is part of an autograd graph; otherwise ``tensor`` itself, without an op."""
-    return tensor.detach() if tensor.requires_grad else tensor

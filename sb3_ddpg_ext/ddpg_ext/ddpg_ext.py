@@ -311,7 +311,8 @@ class DDPGExt(OffPolicyAlgorithm):
         optimizers = (policy.actor.optimizer, policy.critic.optimizer)
         sizes = tuple(sum(len(group["params"]) for group in optimizer.param_groups) for optimizer in optimizers)
         networks = (policy, policy.actor, policy.critic, policy.actor_target, policy.critic_target)
-        key = (*networks, *optimizers, *sizes, self.lean_update, self.target_policy_noise, self.target_noise_clip)
+        moves = policy.__dict__.get("_moves", 0)  # .to(device/dtype) replaces the tensors the fast backend holds
+        key = (*networks, moves, *optimizers, *sizes, self.lean_update, self.target_policy_noise, self.target_noise_clip)
         setup = self._update_setup
         if setup is None or setup.key != key:  # modules and optimizers compare by identity
             setup = self._update_setup = self._choose_update(key)
@@ -355,9 +356,9 @@ class DDPGExt(OffPolicyAlgorithm):
         assert self._last_obs is not None and isinstance(self.action_space, spaces.Box)
         observations, _ = self.policy.obs_to_tensor(self._last_obs)
         if self.param_noise is None:
-            with th.inference_mode():
-                outputs = self.actor(observations).cpu().numpy()
-        else:  # one perturbation per episode (the first env's episodes when several run), as in the paper
+            with th.inference_mode():  # the policy's own _predict (the actor for DDPGExt's policies)
+                outputs = self.policy._predict(observations, deterministic=False).cpu().numpy()
+        else:  # perturbed anew when an episode ends (of any env when several run), as in the paper
             outputs = self.param_noise.actions(self.actor, observations, episode=self._episode_num)
         outputs = outputs.reshape((-1, *self.action_space.shape))
         # predict unscales the squashed outputs to the env's bounds, _sample_action scales them back: the same floats.

@@ -5,10 +5,11 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
+from stable_baselines3.td3.policies import Actor as TD3Actor
 
 from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanMLP
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
-from sb3_ddpg_ext.ddpg_ext.critics import CriticLoss
+from sb3_ddpg_ext.ddpg_ext.critics import Critic, CriticLoss
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
 from sb3_ddpg_ext.ddpg_ext.update import TargetSmoothing
 
@@ -64,7 +65,7 @@ class FastUpdate:
         ):
             return None
         networks = [actor.mu, policy.actor_target.mu, *critic.q_networks, *policy.critic_target.q_networks]
-        if not all(LeanMLP.supports(network) for network in networks):
+        if not all(LeanMLP.supports(network) for network in networks) or not _runs_as_written(type(actor), type(critic)):
             return None
         # The optimizers must hold exactly the parameters the passes produce gradients for.
         critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
@@ -132,3 +133,21 @@ class FastUpdate:
         self.actor.backward(actor_activations, action_gradients)
         self.actor_step.step()
         return actor_loss
+
+
+def _defined_in(cls: type, name: str) -> type:
+    """The class of ``cls``'s MRO that defines the attribute ``name``."""
+    return next(klass for klass in cls.__mro__ if name in vars(klass))
+
+
+def _runs_as_written(actor_class: type, critic_class: type) -> bool:
+    """
+    Whether the passes written here compute what these classes compute: their forward passes are the base classes'
+    (a subclass that overrides one would be bypassed), and a critic type that redefines its loss or its Q-values
+    redefines their gradients with them (else this backend would follow the inherited gradients).
+    """
+    bases = ((actor_class, TD3Actor, "forward"), (critic_class, Critic, "forward"), (critic_class, Critic, "q1_forward"))
+    passes_as_written = all(_defined_in(cls, name) is base for cls, base, name in bases)
+    pairs = (("loss", "loss_gradients"), ("q_values", "q_value_gradients"))
+    gradients_with_their_maths = all(_defined_in(critic_class, a) is _defined_in(critic_class, b) for a, b in pairs)
+    return passes_as_written and gradients_with_their_maths

@@ -156,6 +156,8 @@ class DDPGExtPolicy(TD3Policy):
     def _apply(self, fn: Any, recurse: bool = True) -> "DDPGExtPolicy":
         # .to(), .cuda(), .float(), ...: the parameters may be replaced.
         self.__dict__.pop("_first_parameter", None)
+        # Counted, so that what holds views of the old tensors (the fast update backend) is built anew.
+        self.__dict__["_moves"] = self.__dict__.get("_moves", 0) + 1
         return super()._apply(fn, recurse)
 
     def _build(self, lr_schedule: Schedule) -> None:

@@ -11,7 +11,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_ddpg_ext.common.validation import MissingFileError
+from sb3_ddpg_ext.common.validation import InvalidValueError, MissingFileError
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
 from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS, ExperimentConfig, load_entry
 
@@ -136,14 +136,20 @@ def build_model(config: ExperimentConfig, seed: int, tensorboard_log: str | None
     """
     env = make_training_env(config, seed)
     assert isinstance(env.action_space, gym.spaces.Box)
-    return DDPGExt(
-        env=env,
-        action_noise=config.make_action_noise(int(np.prod(env.action_space.shape))),
-        seed=seed,
-        tensorboard_log=tensorboard_log,
-        verbose=verbose,
-        **config.model_kwargs,
-    )
+    try:
+        return DDPGExt(
+            env=env,
+            action_noise=config.make_action_noise(int(np.prod(env.action_space.shape))),
+            seed=seed,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            **config.model_kwargs,
+        )
+    except ValueError as error:
+        if isinstance(error, InvalidValueError):
+            raise
+        # SB3's own checks of the entry's values (e.g. a `train_freq` unit) raise plain ValueErrors.
+        raise InvalidValueError(f"the entry for {config.env_id!r}: {error}") from error
 
 
 def make_training_env(config: ExperimentConfig, seed: int) -> VecEnv:
@@ -180,7 +186,10 @@ def evaluate(
         env = VecNormalize.load(str(stats_path), env)
         env.training = False
         env.norm_reward = False
-    model = DDPGExt.load(model_path, env=env)
+    try:
+        model = DDPGExt.load(model_path, env=env)
+    except ValueError as error:  # SB3's word for a file that is no model, or one for other spaces
+        raise InvalidValueError(f"model file {str(model_path)!r} cannot be loaded for env {env_id!r}: {error}") from error
     mean_return, std_return = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True)
     assert isinstance(mean_return, float) and isinstance(std_return, float)
     env.close()
