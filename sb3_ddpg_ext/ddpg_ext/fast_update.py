@@ -50,7 +50,7 @@ class FastUpdate:
         self.actor_step = OptimizerStep(policy.actor.optimizer, self.actor.parameters, self.actor.gradients)
         self.action_rows = slice(self.critics[0].linears[0].in_features - self.actor.linears[-1].out_features, None)
         self._critic_activations: list[list[th.Tensor]] = []
-        self._features: tuple[PyTorchObs | None, th.Tensor] = (None, th.empty(0))
+        self._features: tuple[PyTorchObs | None, th.Tensor | None] = (None, None)
 
     @classmethod
     def build(cls, policy: DDPGExtPolicy, smoothing: TargetSmoothing) -> "FastUpdate | None":
@@ -114,10 +114,10 @@ class FastUpdate:
 
     def step_actor(self, observations: PyTorchObs) -> th.Tensor:
         cached_observations, features = self._features
+        self._features = (None, None)
         self._critic_activations = []  # the first critic's pass below overwrites them
-        if cached_observations is not observations:
+        if features is None or cached_observations is not observations:
             features = self._feature_rows(observations).contiguous()
-        self._features = (None, th.empty(0))
         actions, actor_activations = self.actor.forward(features)
         critic = self.critics[0]
         outputs, critic_activations = critic.forward(th.cat([features, actions]))

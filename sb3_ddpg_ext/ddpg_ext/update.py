@@ -9,6 +9,7 @@ optimizer step of the actor. :class:`AutogradUpdate` is the specification, as SB
 check that both give the same weights from the same batches.
 """
 
+import contextlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -129,9 +130,8 @@ class AutogradUpdate:
         """The deterministic policy gradient's loss: ``-mean Q_1(s, mu(s))``."""
         critic = self.policy.critic
         actions = self.policy.actor(observations)
-        if self.policy.target_networks:
-            return -critic.q_values(critic.q1_forward(observations, actions)).mean()
-        with evaluation_mode(critic):  # CrossQ evaluates the critic with its running statistics here, as sb3-contrib
+        # Without target networks (CrossQ) the critic is evaluated with its running statistics here, as sb3-contrib does.
+        with contextlib.nullcontext() if self.policy.target_networks else evaluation_mode(critic):
             return -critic.q_values(critic.q1_forward(observations, actions)).mean()
 
 
