@@ -101,11 +101,11 @@ def test_categorical_target_uses_the_critic_with_the_lowest_mean():
 def test_categorical_loss_is_cross_entropy_and_q_is_the_expectation():
     model = _trained(CATEGORICAL, replay_buffer_class=PrioritizedReplayBuffer)
     batch = model.replay_buffer.sample(32)
-    _, _, target, (loss, priorities, _, current_q, *_) = outputs_target_and_loss(model, batch)
+    _, _, target, (loss, errors, _, current_q, *_) = outputs_target_and_loss(model, batch)
     (logits,) = model.critic(batch.observations, batch.actions)
     cross_entropy = -(target * th.log_softmax(logits, dim=1)).sum(dim=1)
     th.testing.assert_close(loss, (cross_entropy * batch.weights.view(-1)).mean())
-    th.testing.assert_close(priorities, cross_entropy.detach())
+    th.testing.assert_close(errors, cross_entropy.detach().view(-1, 1))
     th.testing.assert_close(current_q[:, 0], (th.softmax(logits, dim=1) @ model.critic.atoms).detach())
 
 

@@ -48,12 +48,12 @@ def test_critic_loss_equals_sum_of_mse_over_critics(n_steps):
     model = DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=n_steps, **_settings(policy_kwargs=dict(net_arch=[32], n_critics=2)))
     model.learn(150)
     batch = model.replay_buffer.sample(32)
-    _, _, target, (loss, priorities, _, current_q, *_) = outputs_target_and_loss(model, batch)
+    _, _, target, (loss, errors, _, current_q, *_) = outputs_target_and_loss(model, batch)
     q_values = model.critic(batch.observations, batch.actions)
     th.testing.assert_close(loss, sum(th.nn.functional.mse_loss(q, target) for q in q_values))
     # Priority rule with several critics: the mean absolute TD error over them.
-    th.testing.assert_close(priorities, ((q_values[0] - target).abs() + (q_values[1] - target).abs()).view(-1) / 2)
-    assert current_q.shape == (32, 2) and not priorities.requires_grad
+    th.testing.assert_close(errors, th.cat([(q_values[0] - target).abs(), (q_values[1] - target).abs()], dim=1))
+    assert current_q.shape == (32, 2) and not errors.requires_grad
 
 
 def test_accepts_every_argument_of_sb3_ddpg_with_the_same_default():

@@ -114,6 +114,7 @@ def _pair(env_id="Pendulum-v1", **kwargs):
         optimizer.load_state_dict(copy.deepcopy(reference_optimizer.state_dict()))
     model.replay_buffer = copy.deepcopy(reference.replay_buffer)
     model._n_updates = reference._n_updates
+    model._value_range = copy.deepcopy(reference._value_range)
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model, reference
 
@@ -158,8 +159,27 @@ def _record_priorities(buffer) -> list[th.Tensor]:
             replay_buffer_class=PrioritizedReplayBuffer,
             n_steps=3,
         ),
+        # TD7's update parts: LAP (Huber loss, max over critics), hard target copies, value clipping.
+        dict(
+            policy_kwargs=dict(net_arch=[32, 32], n_critics=2),
+            replay_buffer_class=PrioritizedReplayBuffer,
+            replay_buffer_kwargs=dict(priority="lap", min_priority=0.5),
+            policy_delay=2,
+            tau=1.0,
+            target_update_interval=5,
+            target_value_clipping=True,
+        ),
     ],
-    ids=["ddpg", "td3", "td3-three-actions", "three-critics", "prioritized-3-step", "sgd", "categorical-prioritized"],
+    ids=[
+        "ddpg",
+        "td3",
+        "td3-three-actions",
+        "three-critics",
+        "prioritized-3-step",
+        "sgd",
+        "categorical-prioritized",
+        "lap-hard-targets-clipped",
+    ],
 )
 @pytest.mark.parametrize("private_kernels", [True, False], ids=["private-kernels", "public-kernels"])
 def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(kwargs, private_kernels, monkeypatch):

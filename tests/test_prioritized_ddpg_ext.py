@@ -57,7 +57,8 @@ def test_priorities_handed_back_are_the_td_errors_of_the_update(monkeypatch):
     monkeypatch.setattr(model.replay_buffer, "sample", recording_sample)
     monkeypatch.setattr(model.critic, "loss", recording_loss)
     model.train(gradient_steps=1, batch_size=32)
-    batch, priorities = recorded["batch"], recorded["loss"].priorities
+    batch, errors = recorded["batch"], recorded["loss"].errors
+    priorities = errors.mean(dim=1)  # PER: the mean over the critics
     # Repeated slots keep the value written last.
     _, last = np.unique(batch.indices[::-1], return_index=True)
     last = len(batch.indices) - 1 - last
@@ -71,11 +72,11 @@ def test_critic_loss_is_importance_weighted():
     batch = model.replay_buffer.sample(32)
     weights = th.linspace(0.1, 1.0, 32).view(-1, 1)
     weighted = PrioritizedReplayBufferSamples(*batch[:-2], weights=weights, indices=batch.indices)
-    _, _, target, (loss, priorities, *_) = outputs_target_and_loss(model, weighted)
+    _, _, target, (loss, errors, *_) = outputs_target_and_loss(model, weighted)
     q1, q2 = model.critic(batch.observations, batch.actions)
     per_sample = (q1 - target).square() + (q2 - target).square()
     th.testing.assert_close(loss, (weights * per_sample).mean())
-    th.testing.assert_close(priorities, ((q1 - target).abs() + (q2 - target).abs()).view(-1) / 2)
+    th.testing.assert_close(errors, th.cat([(q1 - target).abs(), (q2 - target).abs()], dim=1))
 
 
 def test_beta_is_annealed_over_learn_and_metrics_are_logged(tmp_path):

@@ -20,19 +20,27 @@ def _trained(steps=150, **kwargs):
     return model
 
 
+# Each critic type with its squared or cross-entropy loss, and with the Huber loss (LAP's) where it has one.
+LOSSES = [(critic, False) for critic in sorted(CRITIC_TYPES)] + [
+    (critic, True) for critic in sorted(CRITIC_TYPES) if CRITIC_TYPES[critic].supports_huber_loss
+]
+
+
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("critic", sorted(CRITIC_TYPES))
-def test_each_critic_types_loss_gradient_is_autograds_gradient_of_its_loss(critic, weighted):
+@pytest.mark.parametrize(("critic", "huber"), LOSSES)
+def test_each_critic_types_loss_gradient_is_autograds_gradient_of_its_loss(critic, weighted, huber):
     model = _trained(policy_kwargs=dict(net_arch=[16], n_critics=2, critic=critic, **CRITIC_OPTIONS[critic]), steps=110)
     batch = model.replay_buffer.sample(32)
     outputs, next_outputs = AutogradUpdate(model.policy, model._current_update_setup().backend.smoothing).critic_outputs(batch)
     outputs = outputs.detach().requires_grad_(True)
     target = model.critic.td_target(next_outputs, batch.rewards, model._bootstrap_discounts(batch))
     weights = th.linspace(0.1, 1.0, 32).view(-1, 1) if weighted else None
-    loss = model.critic.loss(outputs, target, weights)
+    # The Huber threshold at the median error: errors on both sides of it, so that both branches are checked.
+    huber_threshold = float((outputs.detach().squeeze(-1) - target).abs().median()) if huber else None
+    loss = model.critic.loss(outputs, target, weights, huber_threshold=huber_threshold)
     (expected,) = th.autograd.grad(loss.loss, outputs)
     th.testing.assert_close(model.critic.loss_gradients(loss), expected)
-    assert loss.priorities.shape == (32,) and not loss.priorities.requires_grad
+    assert loss.errors.shape == (32, 2) and not loss.errors.requires_grad
     assert loss.q_values.shape == (32, 2) and model.critic.metric_name in ("td_error_mean", "cross_entropy_mean")
 
 
@@ -92,18 +100,18 @@ def test_the_declared_mode_survives_save_load(tmp_path):
     assert not loaded.policy.target_networks and loaded.critic_target is None
 
 
-class HuberCritic(Critic):
+class SmoothL1Critic(Critic):
     """A critic type that redefines its loss but not the loss's gradient."""
 
-    def loss(self, outputs, target, weights=None):
-        base = super().loss(outputs, target, weights)
+    def loss(self, outputs, target, weights=None, huber_threshold=None):
+        base = super().loss(outputs, target, weights, huber_threshold)
         return base._replace(loss=th.nn.functional.huber_loss(self.q_values(outputs), target.expand_as(outputs[..., 0])))
 
 
 def test_a_critic_type_whose_loss_gradient_is_not_its_own_runs_the_specification(monkeypatch):
-    monkeypatch.setitem(CRITIC_TYPES, "huber", HuberCritic)
-    model = _trained(policy_kwargs=dict(net_arch=[16], critic="huber"), steps=110)
-    assert type(model.critic) is HuberCritic and isinstance(model._update_setup.backend, AutogradUpdate)
+    monkeypatch.setitem(CRITIC_TYPES, "smooth_l1", SmoothL1Critic)
+    model = _trained(policy_kwargs=dict(net_arch=[16], critic="smooth_l1"), steps=110)
+    assert type(model.critic) is SmoothL1Critic and isinstance(model._update_setup.backend, AutogradUpdate)
     plain = _trained(policy_kwargs=dict(net_arch=[16]), steps=110)
     assert isinstance(plain._update_setup.backend, FastUpdate)
 

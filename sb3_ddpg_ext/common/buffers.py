@@ -16,7 +16,7 @@ from stable_baselines3.common.type_aliases import DictReplayBufferSamples, Repla
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_ddpg_ext.common.n_step import n_step_targets
-from sb3_ddpg_ext.common.priorities import ProportionalPriorities
+from sb3_ddpg_ext.common.priorities import Priorities, make_priorities
 from sb3_ddpg_ext.common.type_aliases import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples
 from sb3_ddpg_ext.common.validation import InvalidValueError, check_int, check_range
 
@@ -140,53 +140,48 @@ class UniformReplayBuffer(_TargetsMixin):
 
 
 class PrioritizedSampling(_TargetsMixin):
-    """Proportional prioritized sampling over every (row, env) slot, shared by the Box and Dict buffers."""
+    """
+    Prioritized sampling over every (row, env) slot, shared by the Box and Dict buffers; the priority rule
+    (:mod:`sb3_ddpg_ext.common.priorities`) is chosen by ``priority``. The positional arguments and ``n_steps``,
+    ``gamma``, ``device``, ``n_envs``, ``handle_timeout_termination`` are SB3's ``ReplayBuffer``'s (and n-step's).
+    """
 
-    priorities: ProportionalPriorities
+    priorities: Priorities
     samples_class: ClassVar[type[PrioritizedReplayBufferSamples] | type[PrioritizedDictReplayBufferSamples]]
 
     def __init__(
         self,
-        buffer_size: int,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        device: th.device | str = "auto",
-        n_envs: int = 1,
-        optimize_memory_usage: bool = False,
-        handle_timeout_termination: bool = True,
-        alpha: float = 0.6,
-        beta: float = 0.4,
-        final_beta: float = 1.0,
-        eps: float = 1e-6,
-        n_steps: int = 1,
-        gamma: float = 0.99,
+        *args: Any,
+        priority: str = "proportional",
+        alpha: float | None = None,
+        beta: float | None = None,
+        final_beta: float | None = None,
+        eps: float | None = None,
+        min_priority: float | None = None,
+        **kwargs: Any,
     ):
-        if optimize_memory_usage:
+        super().__init__(*args, **kwargs)
+        if self.optimize_memory_usage:
             raise InvalidValueError(
                 f"{type(self).__name__} does not support `optimize_memory_usage=True`: "
                 "with a prioritized buffer the next observation cannot be read from the following row safely"
             )
-        super().__init__(
-            buffer_size,
-            observation_space,
-            action_space,
-            device,
-            n_envs,
-            optimize_memory_usage,
-            handle_timeout_termination,
-            n_steps=n_steps,
-            gamma=gamma,
-        )
-        self.priorities = ProportionalPriorities(self.buffer_size * self.n_envs, alpha, beta, final_beta, eps)
+        options = dict(alpha=alpha, beta=beta, final_beta=final_beta, eps=eps, min_priority=min_priority)
+        self.priorities = make_priorities(priority, self.buffer_size * self.n_envs, **options)
 
     @property
     def alpha(self) -> float:
         return self.priorities.alpha
 
     @property
-    def beta(self) -> float:
-        """The current importance-sampling exponent (annealed by :meth:`set_progress`)."""
-        return self.priorities.beta
+    def beta(self) -> float | None:
+        """The current importance-sampling exponent (annealed by :meth:`set_progress`); None without weights (LAP)."""
+        return getattr(self.priorities, "beta", None)
+
+    @property
+    def huber_threshold(self) -> float | None:
+        """The Huber loss threshold this buffer's sampling is meant for (LAP's ``min_priority``), or None."""
+        return self.priorities.huber_threshold
 
     @property
     def n_stored(self) -> int:
@@ -200,7 +195,7 @@ class PrioritizedSampling(_TargetsMixin):
 
     @property
     def max_priority(self) -> float:
-        """The largest raw priority seen so far, ``eps`` included: new transitions get it."""
+        """The running maximum of the priorities (before ``alpha``): new transitions get it."""
         return self.priorities.max_priority
 
     def add(self, *args: Any, **kwargs: Any) -> None:
@@ -219,9 +214,15 @@ class PrioritizedSampling(_TargetsMixin):
     def update_priorities(self, indices: np.ndarray | th.Tensor, priorities: np.ndarray | th.Tensor) -> None:
         """
         :param indices: the ``indices`` of a batch returned by :meth:`sample`
-        :param priorities: raw priorities, e.g. ``|TD error|``; ``eps`` and ``alpha`` are applied here
+        :param priorities: raw priorities, e.g. ``|TD error|``, shape ``(batch,)``, or ``(batch, n_critics)`` with
+            one column per critic (reduced by the rule: mean for ``proportional``, max for ``lap``); the rule's
+            ``eps`` or ``min_priority`` and ``alpha`` are applied here
         """
         self.priorities.update(indices, priorities)
+
+    def reset_max_priority(self) -> None:
+        """At a target update: LAP's running maximum becomes the largest stored priority (PER: nothing)."""
+        self.priorities.reset_max_priority(self.n_stored)
 
     def sample(  # type: ignore[override]
         self, batch_size: int, env: VecNormalize | None = None
@@ -240,10 +241,12 @@ class PrioritizedSampling(_TargetsMixin):
 
 class PrioritizedReplayBuffer(PrioritizedSampling):
     """
-    Proportional prioritized replay (Schaul et al. 2016, https://arxiv.org/abs/1511.05952), n-step capable.
+    Prioritized replay, n-step capable: proportional (PER, Schaul et al. 2016, https://arxiv.org/abs/1511.05952) or
+    loss-adjusted (LAP, Fujimoto et al. 2020, https://arxiv.org/abs/2007.06049).
 
     Use it the SB3 way: ``DDPGExt(..., replay_buffer_class=PrioritizedReplayBuffer,
-    replay_buffer_kwargs=dict(alpha=0.6, beta=0.4))``; DDPGExt passes its ``n_steps`` and ``gamma``.
+    replay_buffer_kwargs=dict(alpha=0.6, beta=0.4))``, or ``dict(priority="lap")`` for LAP; DDPGExt passes its
+    ``n_steps`` and ``gamma``.
     See :mod:`sb3_ddpg_ext.common.priorities` for the formulas.
 
     :param buffer_size: Max number of transitions, over all envs (as in SB3)
@@ -255,10 +258,13 @@ class PrioritizedReplayBuffer(PrioritizedSampling):
     :param handle_timeout_termination: Handle timeout termination (due to timelimit)
         separately and treat the task as infinite horizon task.
         https://github.com/DLR-RM/stable-baselines3/issues/284
-    :param alpha: prioritization exponent (0: uniform)
-    :param beta: initial importance-sampling exponent
-    :param final_beta: importance-sampling exponent reached at the end of training
-    :param eps: added to raw priorities so that every transition can be drawn
+    :param priority: the priority rule: ``"proportional"`` (PER) or ``"lap"`` (LAP, Fujimoto et al. 2020: priority
+        ``max(|delta|, min_priority)^alpha``, no importance weights, meant for a Huber loss, which DDPGExt then uses)
+    :param alpha: prioritization exponent (0: uniform); default 0.6 (proportional), 0.4 (lap)
+    :param beta: proportional only: initial importance-sampling exponent (default 0.4)
+    :param final_beta: proportional only: importance-sampling exponent reached at the end of training (default 1)
+    :param eps: proportional only: added to raw priorities so that every transition can be drawn (default 1e-6)
+    :param min_priority: lap only: the smallest priority and the Huber loss's threshold (default 1)
     :param n_steps: the ``n`` of n-step returns (1: one-step TD targets)
     :param gamma: discount factor of the n-step returns
     """
@@ -293,10 +299,13 @@ class PrioritizedDictReplayBuffer(PrioritizedSampling, _DictTargetsMixin):  # ty
     :param n_envs: Number of parallel environments
     :param optimize_memory_usage: not supported (must be False)
     :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately
-    :param alpha: prioritization exponent (0: uniform)
-    :param beta: initial importance-sampling exponent
-    :param final_beta: importance-sampling exponent reached at the end of training
-    :param eps: added to raw priorities so that every transition can be drawn
+    :param priority: the priority rule: ``"proportional"`` (PER) or ``"lap"`` (LAP, Fujimoto et al. 2020: priority
+        ``max(|delta|, min_priority)^alpha``, no importance weights, meant for a Huber loss, which DDPGExt then uses)
+    :param alpha: prioritization exponent (0: uniform); default 0.6 (proportional), 0.4 (lap)
+    :param beta: proportional only: initial importance-sampling exponent (default 0.4)
+    :param final_beta: proportional only: importance-sampling exponent reached at the end of training (default 1)
+    :param eps: proportional only: added to raw priorities so that every transition can be drawn (default 1e-6)
+    :param min_priority: lap only: the smallest priority and the Huber loss's threshold (default 1)
     :param n_steps: the ``n`` of n-step returns (1: one-step TD targets)
     :param gamma: discount factor of the n-step returns
     """

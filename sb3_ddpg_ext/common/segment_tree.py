@@ -92,6 +92,12 @@ class SumTree:
         """Sum of all leaves."""
         return float(self._nodes[1])
 
+    def max(self, stop: int) -> float:
+        """Largest of the leaves ``[0, stop)`` (one pass over them: for occasional use)."""
+        if not 0 < stop <= self.capacity:
+            raise IndexError(f"`stop` must be in [1, {self.capacity}], got {stop}")
+        return float(self._nodes[self._offset : self._offset + stop].max())
+
     def __getitem__(self, indices: np.ndarray) -> np.ndarray:
         """Leaf values at ``indices``."""
         return self._nodes[self._offset + np.asarray(indices)]

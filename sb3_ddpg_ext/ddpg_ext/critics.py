@@ -16,6 +16,7 @@ from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
+from torch.nn import functional as F
 
 from sb3_ddpg_ext.common.distributional import categorical_projection, expected_value
 from sb3_ddpg_ext.common.validation import InvalidValueError, check_int, check_range
@@ -27,21 +28,24 @@ class CriticLoss(NamedTuple):
 
     :param loss: the (importance-weighted) mean over the batch of the per-sample loss, with its graph when the
         outputs have one
-    :param priorities: each sample's priority for prioritized replay, shape ``(batch,)``, no graph
-    :param error_mean: the mean over the batch of that per-sample error (logged as the critic's metric)
+    :param errors: each sample's error per critic (``|TD error|``, or the cross-entropy), shape
+        ``(batch, n_critics)``, no graph: the raw priorities of prioritized replay (its rule reduces them)
+    :param error_mean: the mean of those errors (logged as the critic's metric)
     :param q_values: the critics' Q-values, shape ``(batch, n_critics)``, no graph
     :param outputs: the critics' outputs the loss was computed from, ``(batch, n_critics, n_outputs)``
     :param target: the TD target, see :meth:`Critic.td_target`
     :param weights: the importance weights, shape ``(batch, 1)``, or None (uniform replay)
+    :param huber_threshold: the Huber loss's threshold the loss was computed with, or None (squared errors)
     """
 
     loss: th.Tensor
-    priorities: th.Tensor
+    errors: th.Tensor
     error_mean: th.Tensor
     q_values: th.Tensor
     outputs: th.Tensor
     target: th.Tensor
     weights: th.Tensor | None
+    huber_threshold: float | None = None
 
 
 class Critic(BaseModel):
@@ -122,6 +126,9 @@ class Critic(BaseModel):
     metric_name: ClassVar[str] = "td_error_mean"
     # The keyword arguments of this critic type that the policy takes, with their defaults.
     option_defaults: ClassVar[dict[str, Any]] = {}
+    # Whether loss() takes a Huber threshold (LAP) and td_target() a range of bootstrap values (TD7's value clipping).
+    supports_huber_loss: ClassVar[bool] = True
+    supports_value_clipping: ClassVar[bool] = True
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +144,13 @@ class Critic(BaseModel):
         """
         return outputs.squeeze(-1)
 
-    def td_target(self, next_outputs: th.Tensor, rewards: th.Tensor, bootstrap_discounts: th.Tensor) -> th.Tensor:
+    def td_target(
+        self,
+        next_outputs: th.Tensor,
+        rewards: th.Tensor,
+        bootstrap_discounts: th.Tensor,
+        value_range: tuple[float, float] | None = None,
+    ) -> th.Tensor:
         """
         The regression target ``y = r + discount * (1 - done) * min_k Q'_k(s', a')``: clipped double Q over the
         target critics (TD3), the plain bootstrap for one.
@@ -145,37 +158,53 @@ class Critic(BaseModel):
         :param next_outputs: the target critics' outputs for ``(s', a')``, shape ``(batch, n_critics, n_outputs)``
         :param rewards: (n-step) rewards, shape ``(batch, 1)``
         :param bootstrap_discounts: ``gamma^m (1 - done)``, shape ``(batch, 1)``
+        :param value_range: ``(low, high)``: the bootstrap value ``min_k Q'_k`` is clipped to it first (TD7)
         :return: shape ``(batch, 1)``
         """
         next_q = self.q_values(next_outputs)
         lowest_q = next_q if next_q.shape[1] == 1 else next_q.amin(dim=1, keepdim=True)
+        if value_range is not None:
+            lowest_q = lowest_q.clamp(*value_range)
         return th.addcmul(rewards, bootstrap_discounts, lowest_q)
 
-    def loss(self, outputs: th.Tensor, target: th.Tensor, weights: th.Tensor | None = None) -> CriticLoss:
+    def loss(
+        self, outputs: th.Tensor, target: th.Tensor, weights: th.Tensor | None = None, huber_threshold: float | None = None
+    ) -> CriticLoss:
         """
-        Per sample the sum over critics of the squared TD error (as SB3's TD3/DDPG); the loss is its mean over the
-        batch, weighted by the importance weights when given. The priority is the mean over critics of ``|TD error|``.
+        Per sample the sum over critics of the squared TD error (as SB3's TD3/DDPG), or of its Huber loss
+        ``delta^2 / 2`` for ``|delta| <= k``, ``k (|delta| - k / 2)`` above (LAP, with ``k = huber_threshold``); the
+        loss is its mean over the batch, weighted by the importance weights when given. The errors are
+        ``|TD error|`` per critic.
 
         :param outputs: the critics' outputs for ``(s, a)``, shape ``(batch, n_critics, 1)``
         :param target: from :meth:`td_target`
         :param weights: importance weights, shape ``(batch, 1)``, or None
+        :param huber_threshold: ``k``, or None for squared errors
         """
         q_values = self.q_values(outputs)
         td_errors = q_values - target
-        per_sample = td_errors.square().sum(dim=1)
+        if huber_threshold is None:
+            per_critic = td_errors.square()
+        else:
+            per_critic = F.huber_loss(q_values, target.expand_as(q_values), reduction="none", delta=huber_threshold)
+        per_sample = per_critic.sum(dim=1)
         loss = per_sample.mean() if weights is None else (per_sample * weights.view(-1)).mean()
-        priorities = td_errors.detach().abs().mean(dim=1)
-        return CriticLoss(loss, priorities, priorities.mean(), q_values.detach(), outputs, target, weights)
+        errors = td_errors.detach().abs()
+        return CriticLoss(loss, errors, errors.mean(), q_values.detach(), outputs, target, weights, huber_threshold)
 
     def loss_gradients(self, loss: CriticLoss) -> th.Tensor:
         """
         The derivative of :meth:`loss` with respect to the critics' outputs: ``2 w_i (Q_ik - y_i) / B`` (``w = 1``
-        without importance weights).
+        without importance weights), ``w_i clip(Q_ik - y_i, -k, k) / B`` with the Huber loss.
 
         :return: shape ``(batch, n_critics, n_outputs)``
         """
-        scale = 2.0 / loss.q_values.shape[0]
         gradients = loss.q_values - loss.target
+        if loss.huber_threshold is None:
+            scale = 2.0 / loss.q_values.shape[0]
+        else:
+            scale = 1.0 / loss.q_values.shape[0]
+            gradients = gradients.clamp_(-loss.huber_threshold, loss.huber_threshold)
         gradients = gradients.mul_(scale) if loss.weights is None else gradients.mul_(loss.weights * scale)
         return gradients.unsqueeze(-1)
 
@@ -210,6 +239,9 @@ class CategoricalCritic(Critic):
 
     metric_name: ClassVar[str] = "cross_entropy_mean"
     option_defaults: ClassVar[dict[str, Any]] = {"n_atoms": 51, "v_min": -10.0, "v_max": 10.0}
+    # A distribution has no Huber loss, and its support bounds its values already.
+    supports_huber_loss: ClassVar[bool] = False
+    supports_value_clipping: ClassVar[bool] = False
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -226,28 +258,39 @@ class CategoricalCritic(Critic):
     def q_values(self, outputs: th.Tensor) -> th.Tensor:
         return expected_value(outputs, self.atoms)
 
-    def td_target(self, next_outputs: th.Tensor, rewards: th.Tensor, bootstrap_discounts: th.Tensor) -> th.Tensor:
+    def td_target(
+        self,
+        next_outputs: th.Tensor,
+        rewards: th.Tensor,
+        bootstrap_discounts: th.Tensor,
+        value_range: tuple[float, float] | None = None,
+    ) -> th.Tensor:
         """
         The bootstrap distribution of the target critic with the lowest mean (D4PG with clipped double Q), shifted
         by ``r``, scaled by ``gamma^m (1 - done)`` and projected onto the support.
 
         :return: target distributions, shape ``(batch, n_atoms)``
         """
+        if value_range is not None:
+            raise InvalidValueError("a categorical critic's values are bounded by its support: no `value_range`")
         next_q = self.q_values(next_outputs)
         lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
         return categorical_projection(th.softmax(lowest, dim=-1), rewards, bootstrap_discounts, self.atoms)
 
-    def loss(self, outputs: th.Tensor, target: th.Tensor, weights: th.Tensor | None = None) -> CriticLoss:
+    def loss(
+        self, outputs: th.Tensor, target: th.Tensor, weights: th.Tensor | None = None, huber_threshold: float | None = None
+    ) -> CriticLoss:
         """
-        Per sample the sum over critics of the cross-entropy to the target distribution; priorities are its mean
-        over critics.
+        Per sample the sum over critics of the cross-entropy to the target distribution (the errors: it per critic).
         """
+        if huber_threshold is not None:
+            raise InvalidValueError("a categorical critic's loss is a cross-entropy: no `huber_threshold`")
         per_critic = -(target.unsqueeze(1) * th.log_softmax(outputs, dim=-1)).sum(dim=-1)
         per_sample = per_critic.sum(dim=1)
         loss = per_sample.mean() if weights is None else (per_sample * weights.view(-1)).mean()
-        priorities = per_critic.detach().mean(dim=1)
+        errors = per_critic.detach()
         q_values = self.q_values(outputs.detach())
-        return CriticLoss(loss, priorities, priorities.mean(), q_values, outputs, target, weights)
+        return CriticLoss(loss, errors, errors.mean(), q_values, outputs, target, weights)
 
     def loss_gradients(self, loss: CriticLoss) -> th.Tensor:
         """``w_i (softmax(x_ik) - y_i) / B``: the cross-entropy's derivative (the target sums to 1)."""
@@ -259,6 +302,20 @@ class CategoricalCritic(Critic):
         # Q = sum_j softmax(x)_j z_j, so dQ/dx_j = p_j (z_j - Q).
         probabilities = th.softmax(outputs, dim=-1)
         return (probabilities * (self.atoms - (probabilities @ self.atoms).unsqueeze(-1))).mul_(scale)
+
+
+def check_loss_settings(critic_class: type[Critic], huber_threshold: float | None, value_clipping: bool) -> None:
+    """Refuse, at construction, a Huber loss (LAP's) or TD7's value clipping for a critic type without them."""
+    if huber_threshold is not None and not critic_class.supports_huber_loss:
+        raise InvalidValueError(
+            f"`replay_buffer_kwargs=dict(priority='lap')` trains the critic with a Huber loss, which the critic type "
+            f"{critic_class.__name__} does not have: use priority='proportional' or a scalar critic"
+        )
+    if value_clipping and not critic_class.supports_value_clipping:
+        raise InvalidValueError(
+            f"`target_value_clipping=True` clips scalar bootstrap values, which the critic type "
+            f"{critic_class.__name__} does not have"
+        )
 
 
 # The critic types a policy can be built with (``policy_kwargs=dict(critic=NAME)``): one line per type.

@@ -1,6 +1,5 @@
 """DDPGExt: DDPG as an SB3 off-policy algorithm, with each later improvement a switch."""
 
-from collections import defaultdict
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -26,9 +25,11 @@ from sb3_ddpg_ext.common.validation import (
     check_range,
 )
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
-from sb3_ddpg_ext.ddpg_ext.critics import Critic
+from sb3_ddpg_ext.ddpg_ext.critics import Critic, check_loss_settings
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
+from sb3_ddpg_ext.ddpg_ext.target_values import TargetValueRange
+from sb3_ddpg_ext.ddpg_ext.train_stats import TrainStats
 from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetAveraging, TargetSmoothing, UpdateBackend
 
 SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
@@ -83,6 +84,10 @@ class DDPGExt(OffPolicyAlgorithm):
         that accepts ``n_steps``/``gamma`` (and a clear error is raised for one that does not).
     :param policy_delay: update the actor and the target networks once every ``policy_delay`` critic updates
         (TD3 uses 2; DDPG 1)
+    :param target_update_interval: update the target networks every that many critic updates instead, by
+        ``tau`` (``tau=1``: TD7's hard copies, every 250); None: with the actor, every ``policy_delay``
+    :param target_value_clipping: TD7's value clipping: bootstrap values clipped to the range of the TD targets seen
+        before the last target update (:class:`~sb3_ddpg_ext.ddpg_ext.target_values.TargetValueRange`)
     :param target_policy_noise: standard deviation of the Gaussian noise added to the target action
         (TD3's target policy smoothing; 0 switches it off)
     :param target_noise_clip: absolute limit of that noise (clipping only when > 0)
@@ -133,6 +138,8 @@ class DDPGExt(OffPolicyAlgorithm):
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
         policy_delay: int = 1,
+        target_update_interval: int | None = None,
+        target_value_clipping: bool = False,
         target_policy_noise: float = 0.0,
         target_noise_clip: float = 0.0,
         param_noise: AdaptiveParamNoise | None = None,
@@ -177,6 +184,9 @@ class DDPGExt(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         self.policy_delay = policy_delay
+        self.target_update_interval = target_update_interval
+        self.target_value_clipping = target_value_clipping
+        self._value_range = TargetValueRange() if target_value_clipping is True else None
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
         self.param_noise = param_noise
@@ -214,6 +224,10 @@ class DDPGExt(OffPolicyAlgorithm):
         check_int("gradient_steps", self.gradient_steps, -1)
         check_int("n_steps", self.n_steps, 1)
         check_int("policy_delay", self.policy_delay, 1)
+        if self.target_update_interval is not None:
+            check_int("target_update_interval", self.target_update_interval, 1)
+        if not isinstance(self.target_value_clipping, bool):
+            raise InvalidTypeError(f"`target_value_clipping` must be a bool, got {self.target_value_clipping!r}")
         check_range("target_policy_noise", self.target_policy_noise, low=0.0)
         check_range("target_noise_clip", self.target_noise_clip, low=0.0)
         if self.action_noise is not None and not isinstance(self.action_noise, ActionNoise):
@@ -237,6 +251,8 @@ class DDPGExt(OffPolicyAlgorithm):
         policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
         self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
+        huber_threshold = getattr(self.replay_buffer, "huber_threshold", None)
+        check_loss_settings(type(self.policy.critic), huber_threshold, self.target_value_clipping)
 
     # SB3's names for the networks (as TD3's aliases), read from the policy: replacing one there is seen here.
     @property
@@ -264,7 +280,8 @@ class DDPGExt(OffPolicyAlgorithm):
         ``gradient_steps`` updates, each in the order of DDPG (Lillicrap et al. 2016) and TD3 (Fujimoto et al. 2018):
         a batch; the critics' TD targets from the target networks; one critic step, whose per-sample errors are the
         new priorities of prioritized replay; every ``policy_delay`` updates one actor step on the deterministic
-        policy gradient and the target networks' Polyak averaging.
+        policy gradient; the target networks' Polyak averaging with it, or every ``target_update_interval`` updates,
+        where TD7's value range and LAP's maximum priority are renewed too.
         """
         assert self.replay_buffer is not None
         self.policy.set_training_mode(True)
@@ -274,7 +291,10 @@ class DDPGExt(OffPolicyAlgorithm):
         if prioritized is not None:
             prioritized.set_progress(1.0 - self._current_progress_remaining)
 
-        stats: dict[str, list[th.Tensor]] = defaultdict(list)
+        huber_threshold = None if prioritized is None else prioritized.huber_threshold
+        targets_every = self.policy_delay if self.target_update_interval is None else self.target_update_interval
+        value_range = self._value_range
+        stats = TrainStats()
         with th.inference_mode(setup.inference_mode):
             for _ in range(gradient_steps):
                 self._n_updates += 1
@@ -282,23 +302,34 @@ class DDPGExt(OffPolicyAlgorithm):
                 weights = getattr(batch, "weights", None)
 
                 outputs, next_outputs = setup.backend.critic_outputs(batch)
-                target = self.critic.td_target(next_outputs, batch.rewards, self._bootstrap_discounts(batch))
-                loss = self.critic.loss(outputs, target, weights)
+                bounds = None if value_range is None else value_range.bounds
+                target = self.critic.td_target(
+                    next_outputs, batch.rewards, self._bootstrap_discounts(batch), value_range=bounds
+                )
+                loss = self.critic.loss(outputs, target, weights, huber_threshold=huber_threshold)
                 setup.backend.step_critics(loss)
                 if prioritized is not None:
-                    prioritized.update_priorities(batch.indices, loss.priorities)  # type: ignore[attr-defined]
-                    stats["is_weight_mean"].append(weights.mean())  # type: ignore[union-attr]
+                    prioritized.update_priorities(batch.indices, loss.errors)  # type: ignore[attr-defined]
+                    if prioritized.beta is not None:
+                        stats.add("is_weight_mean", weights.mean())  # type: ignore[union-attr]
+                if value_range is not None:
+                    value_range.observe(target)
 
                 if self._n_updates % self.policy_delay == 0:
-                    stats["actor_loss"].append(setup.backend.step_actor(batch.observations))
+                    stats.add("actor_loss", setup.backend.step_actor(batch.observations))
+                if self._n_updates % targets_every == 0:
                     setup.target_averaging.update(self.tau)
+                    if value_range is not None:
+                        value_range.roll()
+                    if prioritized is not None:
+                        prioritized.reset_max_priority()
                 if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
                     self.param_noise.adapt(self.actor, batch.observations)
 
-                stats["critic_loss"].append(loss.loss.detach())
-                stats[self.critic.metric_name].append(loss.error_mean)
-                stats["q_mean"].append(loss.q_values.mean())
-        self._record_train_stats(stats, prioritized)
+                stats.add("critic_loss", loss.loss.detach())
+                stats.add(self.critic.metric_name, loss.error_mean)
+                stats.add("q_mean", loss.q_values.mean())
+        stats.record(self.logger, self._n_updates, self.param_noise, prioritized)
 
     def _bootstrap_discounts(self, batch: ReplayBufferSamples) -> th.Tensor:
         """``gamma^m (1 - done)`` per sample: the buffer's ``gamma^m`` for n-step samples, else ``gamma``."""
@@ -325,47 +356,16 @@ class DDPGExt(OffPolicyAlgorithm):
         backend: UpdateBackend = fast if fast is not None else AutogradUpdate(self.policy, smoothing)
         return _UpdateSetup(key, backend, fast is not None, TargetAveraging(self.policy))
 
-    def _record_train_stats(self, stats: dict[str, list[th.Tensor]], prioritized: PrioritizedSampling | None) -> None:
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        means = [values[0] if len(values) == 1 else th.stack(values).mean() for values in stats.values()]
-        for name, mean in zip(stats, th.stack(means).tolist(), strict=True):  # one device sync, not one per statistic
-            self.logger.record(f"train/{name}", mean)
-        if self.param_noise is not None:
-            self.logger.record("train/param_noise_std", self.param_noise.std)
-            self.logger.record("train/param_noise_distance", self.param_noise.last_distance)
-        if prioritized is not None:
-            self.logger.record("train/beta", prioritized.beta)
-            self.logger.record("train/priority_mean", prioritized.priority_mean)
-            self.logger.record("train/priority_max", prioritized.max_priority)
-
     # ------------------------------------------------------------------ exploration
 
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """
-        SB3's action selection: random actions before ``learning_starts`` (SB3's own code); then the actor's actions
-        (with parameter noise, its perturbed copy's) for the last observations, rescaled as SB3's ``predict`` and
-        ``_sample_action`` rescale them (so the buffer holds SB3's floats), with the action noise added and clipped.
-        ``predict``'s per-call checks and mode switches are left out: collection runs in evaluation mode already.
-
-        :return: the env actions and the buffer actions (scaled to [-1, 1]), ``(n_envs, action_dim)`` each
-        """
+        """SB3's random actions before ``learning_starts``, then the policy's exploration actions."""
         if self.num_timesteps < learning_starts:
             return super()._sample_action(learning_starts, action_noise, n_envs)
-        assert self._last_obs is not None and isinstance(self.action_space, spaces.Box)
-        observations, _ = self.policy.obs_to_tensor(self._last_obs)
-        if self.param_noise is None:
-            with th.inference_mode():  # the policy's own _predict (the actor for DDPGExt's policies)
-                outputs = self.policy._predict(observations, deterministic=False).cpu().numpy()
-        else:  # perturbed anew when an episode ends (of any env when several run), as in the paper
-            outputs = self.param_noise.actions(self.actor, observations, episode=self._episode_num)
-        outputs = outputs.reshape((-1, *self.action_space.shape))
-        # predict unscales the squashed outputs to the env's bounds, _sample_action scales them back: the same floats.
-        scaled_action = self.policy.scale_action(self.policy.unscale_action(outputs))
-        if action_noise is not None:
-            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
-        return self.policy.unscale_action(scaled_action), scaled_action
+        assert self._last_obs is not None
+        return self.policy.exploration_actions(self._last_obs, action_noise, self.param_noise, self._episode_num)
 
     def _on_step(self) -> None:
         # Called after each environment step, once the progress is updated.

@@ -3,8 +3,10 @@
 from functools import partial
 from typing import Any, ClassVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -17,6 +19,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
+from sb3_ddpg_ext.common.noise import AdaptiveParamNoise
 from sb3_ddpg_ext.common.validation import InvalidTypeError, InvalidValueError, check_int, check_range
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import CRITIC_TYPES, Critic
@@ -159,6 +162,36 @@ class DDPGExtPolicy(TD3Policy):
         # Counted, so that what holds views of the old tensors (the fast update backend) is built anew.
         self.__dict__["_moves"] = self.__dict__.get("_moves", 0) + 1
         return super()._apply(fn, recurse)
+
+    def exploration_actions(
+        self,
+        observations: np.ndarray | dict[str, np.ndarray],
+        action_noise: ActionNoise | None = None,
+        param_noise: AdaptiveParamNoise | None = None,
+        episode: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        The actions SB3's ``_sample_action`` collects with, after its random warm-up: the actor's (with parameter
+        noise, its perturbed copy's, perturbed anew when ``episode`` moves on) for the last observations, rescaled
+        as SB3's ``predict`` and ``_sample_action`` rescale them (so the buffer holds SB3's floats), with the action
+        noise added and clipped. ``predict``'s per-call checks and mode switches are left out: collection runs in
+        evaluation mode already.
+
+        :return: the env actions and the buffer actions (scaled to [-1, 1]), ``(n_envs, action_dim)`` each
+        """
+        assert isinstance(self.action_space, spaces.Box)
+        tensors, _ = self.obs_to_tensor(observations)
+        if param_noise is None:
+            with th.inference_mode():  # the policy's own _predict (the actor for DDPGExt's policies)
+                outputs = self._predict(tensors, deterministic=False).cpu().numpy()
+        else:
+            outputs = param_noise.actions(self.actor, tensors, episode=episode)
+        outputs = outputs.reshape((-1, *self.action_space.shape))
+        # predict unscales the squashed outputs to the env's bounds, _sample_action scales them back: the same floats.
+        scaled_action = self.scale_action(self.unscale_action(outputs))
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+        return self.unscale_action(scaled_action), scaled_action
 
     def _build(self, lr_schedule: Schedule) -> None:
         if self.target_networks:
