@@ -58,13 +58,16 @@ def test_the_value_range_clips_to_the_targets_seen_before_the_last_roll():
     assert value_range.bounds == (-3.0, 7.0)
 
 
-def test_the_td_target_clips_the_bootstrap_value_not_the_reward():
-    model = _model(target_value_clipping=True, **HARD)
-    next_outputs = th.tensor([[[-10.0]], [[0.5]], [[10.0]]])
+@pytest.mark.parametrize("n_critics", [1, 2])
+def test_clipped_outputs_give_the_td_target_of_the_clipped_bootstrap_value_not_a_clipped_reward(n_critics):
+    model = _model(target_value_clipping=True, policy_kwargs=dict(net_arch=[16], n_critics=n_critics), **HARD)
+    value_range = TargetValueRange()
+    value_range.low, value_range.high = -1.0, 2.0
+    next_q = th.tensor([[-10.0, -3.0], [0.5, 0.8], [10.0, 4.0]])[:, :n_critics]
     rewards = th.tensor([[1.0], [1.0], [-20.0]])
     discounts = th.full((3, 1), 0.5)
-    target = model.critic.td_target(next_outputs, rewards, discounts, value_range=(-1.0, 2.0))
-    th.testing.assert_close(target, th.tensor([[0.5], [1.25], [-19.0]]))
+    target = model.critic.td_target(value_range.clip(next_q.unsqueeze(-1)), rewards, discounts)
+    th.testing.assert_close(target, rewards + discounts * next_q.amin(dim=1, keepdim=True).clamp(-1.0, 2.0))
 
 
 def test_ddpg_ext_clips_with_the_range_of_the_previous_interval_and_saves_it(tmp_path):
@@ -76,13 +79,13 @@ def test_ddpg_ext_clips_with_the_range_of_the_previous_interval_and_saves_it(tmp
     recorded = {}
     td_target = model.critic.td_target
 
-    def recording_td_target(*args, **kwargs):
-        recorded["value_range"] = kwargs["value_range"]
-        return td_target(*args, **kwargs)
+    def recording_td_target(next_outputs, *args):
+        recorded["next_outputs"] = next_outputs
+        return td_target(next_outputs, *args)
 
     model.critic.td_target = recording_td_target
     model.train(gradient_steps=1, batch_size=32)
-    assert recorded["value_range"] == (low, high)
+    assert low <= recorded["next_outputs"].min() and recorded["next_outputs"].max() <= high
     model.save(tmp_path / "model")
     loaded = DDPGExt.load(tmp_path / "model")
     assert loaded._value_range is not None and loaded._value_range.__dict__ == model._value_range.__dict__

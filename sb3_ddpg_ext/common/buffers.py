@@ -290,24 +290,8 @@ class _DictTargetsMixin(_TargetsMixin, DictReplayBuffer):  # type: ignore[misc]
 
 class PrioritizedDictReplayBuffer(PrioritizedSampling, _DictTargetsMixin):  # type: ignore[misc]
     """
-    :class:`PrioritizedReplayBuffer` for ``Dict`` observations (n-step capable, which SB3's Dict buffer is not).
-
-    :param buffer_size: Max number of transitions, over all envs (as in SB3)
-    :param observation_space: Observation space (a ``Dict``)
-    :param action_space: Action space
-    :param device: PyTorch device
-    :param n_envs: Number of parallel environments
-    :param optimize_memory_usage: not supported (must be False)
-    :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately
-    :param priority: the priority rule: ``"proportional"`` (PER) or ``"lap"`` (LAP, Fujimoto et al. 2020: priority
-        ``max(|delta|, min_priority)^alpha``, no importance weights, meant for a Huber loss, which DDPGExt then uses)
-    :param alpha: prioritization exponent (0: uniform); default 0.6 (proportional), 0.4 (lap)
-    :param beta: proportional only: initial importance-sampling exponent (default 0.4)
-    :param final_beta: proportional only: importance-sampling exponent reached at the end of training (default 1)
-    :param eps: proportional only: added to raw priorities so that every transition can be drawn (default 1e-6)
-    :param min_priority: lap only: the smallest priority and the Huber loss's threshold (default 1)
-    :param n_steps: the ``n`` of n-step returns (1: one-step TD targets)
-    :param gamma: discount factor of the n-step returns
+    :class:`PrioritizedReplayBuffer` for ``Dict`` observations (n-step capable, which SB3's Dict buffer is not),
+    with the same parameters (``observation_space`` a ``Dict``).
     """
 
     samples_class = PrioritizedDictReplayBufferSamples

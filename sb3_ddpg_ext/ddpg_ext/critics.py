@@ -126,7 +126,8 @@ class Critic(BaseModel):
     metric_name: ClassVar[str] = "td_error_mean"
     # The keyword arguments of this critic type that the policy takes, with their defaults.
     option_defaults: ClassVar[dict[str, Any]] = {}
-    # Whether loss() takes a Huber threshold (LAP) and td_target() a range of bootstrap values (TD7's value clipping).
+    # Whether loss() takes a Huber threshold (LAP), and whether the outputs are the Q-values (TD7's value clipping
+    # clips the target critics' outputs, hence min_k Q'_k: clipping commutes with the minimum).
     supports_huber_loss: ClassVar[bool] = True
     supports_value_clipping: ClassVar[bool] = True
 
@@ -144,13 +145,7 @@ class Critic(BaseModel):
         """
         return outputs.squeeze(-1)
 
-    def td_target(
-        self,
-        next_outputs: th.Tensor,
-        rewards: th.Tensor,
-        bootstrap_discounts: th.Tensor,
-        value_range: tuple[float, float] | None = None,
-    ) -> th.Tensor:
+    def td_target(self, next_outputs: th.Tensor, rewards: th.Tensor, bootstrap_discounts: th.Tensor) -> th.Tensor:
         """
         The regression target ``y = r + discount * (1 - done) * min_k Q'_k(s', a')``: clipped double Q over the
         target critics (TD3), the plain bootstrap for one.
@@ -158,13 +153,10 @@ class Critic(BaseModel):
         :param next_outputs: the target critics' outputs for ``(s', a')``, shape ``(batch, n_critics, n_outputs)``
         :param rewards: (n-step) rewards, shape ``(batch, 1)``
         :param bootstrap_discounts: ``gamma^m (1 - done)``, shape ``(batch, 1)``
-        :param value_range: ``(low, high)``: the bootstrap value ``min_k Q'_k`` is clipped to it first (TD7)
         :return: shape ``(batch, 1)``
         """
         next_q = self.q_values(next_outputs)
         lowest_q = next_q if next_q.shape[1] == 1 else next_q.amin(dim=1, keepdim=True)
-        if value_range is not None:
-            lowest_q = lowest_q.clamp(*value_range)
         return th.addcmul(rewards, bootstrap_discounts, lowest_q)
 
     def loss(
@@ -258,21 +250,13 @@ class CategoricalCritic(Critic):
     def q_values(self, outputs: th.Tensor) -> th.Tensor:
         return expected_value(outputs, self.atoms)
 
-    def td_target(
-        self,
-        next_outputs: th.Tensor,
-        rewards: th.Tensor,
-        bootstrap_discounts: th.Tensor,
-        value_range: tuple[float, float] | None = None,
-    ) -> th.Tensor:
+    def td_target(self, next_outputs: th.Tensor, rewards: th.Tensor, bootstrap_discounts: th.Tensor) -> th.Tensor:
         """
         The bootstrap distribution of the target critic with the lowest mean (D4PG with clipped double Q), shifted
         by ``r``, scaled by ``gamma^m (1 - done)`` and projected onto the support.
 
         :return: target distributions, shape ``(batch, n_atoms)``
         """
-        if value_range is not None:
-            raise InvalidValueError("a categorical critic's values are bounded by its support: no `value_range`")
         next_q = self.q_values(next_outputs)
         lowest = next_outputs[th.arange(next_q.shape[0]), next_q.argmin(dim=1)]
         return categorical_projection(th.softmax(lowest, dim=-1), rewards, bootstrap_discounts, self.atoms)

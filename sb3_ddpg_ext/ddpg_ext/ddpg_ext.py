@@ -302,10 +302,9 @@ class DDPGExt(OffPolicyAlgorithm):
                 weights = getattr(batch, "weights", None)
 
                 outputs, next_outputs = setup.backend.critic_outputs(batch)
-                bounds = None if value_range is None else value_range.bounds
-                target = self.critic.td_target(
-                    next_outputs, batch.rewards, self._bootstrap_discounts(batch), value_range=bounds
-                )
+                if value_range is not None:
+                    next_outputs = value_range.clip(next_outputs)
+                target = self.critic.td_target(next_outputs, batch.rewards, self._bootstrap_discounts(batch))
                 loss = self.critic.loss(outputs, target, weights, huber_threshold=huber_threshold)
                 setup.backend.step_critics(loss)
                 if prioritized is not None:

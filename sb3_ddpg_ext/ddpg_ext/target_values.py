@@ -27,6 +27,13 @@ class TargetValueRange:
         """``(low, high)``: what the bootstrap values are clipped to now."""
         return self.low, self.high
 
+    def clip(self, next_outputs: th.Tensor) -> th.Tensor:
+        """
+        The target critics' scalar outputs clipped to :attr:`bounds`: the bootstrap ``min_k Q'_k`` computed from
+        them is then the clipped one (clipping commutes with the minimum).
+        """
+        return next_outputs.clamp(self.low, self.high)
+
     def observe(self, target: th.Tensor) -> None:
         """Widen the extremes seen with a batch of TD targets (one device sync: two floats)."""
         low, high = th.aminmax(target.detach())
