@@ -12,6 +12,8 @@ hyperparameter files). Use :func:`preset` for a copy that is safe to modify.
 import copy
 from typing import Any
 
+import torch as th
+
 from sb3_ddpg_ext.common.buffers import PrioritizedReplayBuffer
 from sb3_ddpg_ext.common.validation import InvalidValueError
 
@@ -58,6 +60,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # CrossQ (above).
     "crossq": _CROSSQ,
+    # SimBa (Lee et al. 2025) networks with TD3's update: running observation normalisation, residual blocks
+    # (actor one of 128, critics two of 512: SimBa's DDPG sizes) and SimBa's optimiser, AdamW with lr 1e-4 and
+    # weight decay 0.01; twin critics, delay 2 and target smoothing as TD3.
+    "simba": {
+        "learning_rate": 1e-4,
+        "batch_size": 256,
+        "policy_delay": 2,
+        "target_policy_noise": 0.2,
+        "target_noise_clip": 0.5,
+        "policy_kwargs": {
+            "network": "simba",
+            "n_critics": 2,
+            "optimizer_class": th.optim.AdamW,
+            "optimizer_kwargs": {"weight_decay": 0.01},
+        },
+    },
     # What this project recommends: CrossQ's critics (BatchRenorm, no target networks) with 3-step returns.
     # The evidence (benchmarks/results/learning.md; README "Learning"): CrossQ-style critics learned fastest of
     # all presets and of SB3's DDPG and TD3 on InvertedPendulum-v5 and HalfCheetah-v5 (4x SB3's return after

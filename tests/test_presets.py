@@ -45,6 +45,10 @@ def test_presets_are_what_they_say():
     assert crossq.critic_target is None and crossq.actor.optimizer.defaults["betas"] == (0.5, 0.999)
     ext = DDPGExt("MlpPolicy", "Pendulum-v1", **PRESETS["ext"])
     assert ext.critic_target is None and ext.replay_buffer.n_steps == 3
+    simba = DDPGExt("MlpPolicy", "Pendulum-v1", **PRESETS["simba"])
+    assert simba.policy.network == "simba" and simba.policy.normalize_observations
+    assert isinstance(simba.critic.optimizer, th.optim.AdamW) and simba.critic.optimizer.defaults["weight_decay"] == 0.01
+    assert (simba.critic.n_critics, simba.policy_delay, simba.target_policy_noise) == (2, 2, 0.2)
 
 
 def test_ext_is_the_benchmarked_variant_it_was_chosen_from():
@@ -56,5 +60,6 @@ def test_preset_copies_and_merges_policy_kwargs():
     kwargs = preset("td3", policy_kwargs={"net_arch": [8]}, learning_rate=1e-3)
     assert kwargs["policy_kwargs"] == {"net_arch": [8], "n_critics": 2} and kwargs["learning_rate"] == 1e-3
     assert PRESETS["td3"]["policy_kwargs"]["net_arch"] == [256, 256]
-    with pytest.raises(ValueError, match=r"unknown preset 'sac'; presets are \['crossq', 'd4pg', 'ddpg', 'ext', 'td3'\]"):
+    names = r"\['crossq', 'd4pg', 'ddpg', 'ext', 'simba', 'td3'\]"
+    with pytest.raises(ValueError, match=rf"unknown preset 'sac'; presets are {names}"):
         preset("sac")

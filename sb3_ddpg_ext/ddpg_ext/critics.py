@@ -13,12 +13,13 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BaseModel
 from stable_baselines3.common.preprocessing import get_action_dim
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 from torch.nn import functional as F
 
 from sb3_ddpg_ext.common.distributional import categorical_projection, expected_value
+from sb3_ddpg_ext.common.networks import build_network
 from sb3_ddpg_ext.common.validation import InvalidValueError, check_int, check_range
 
 
@@ -69,6 +70,7 @@ class Critic(BaseModel):
     :param pre_linear_modules: module classes put before each linear layer (e.g. BatchRenorm), as in SB3's
         ``create_mlp``
     :param post_linear_modules: module classes put after each hidden linear layer (e.g. LayerNorm)
+    :param network: ``"mlp"``, or ``"simba"`` (SimBa's residual network; ``net_arch`` lists its blocks)
     """
 
     features_extractor: BaseFeaturesExtractor
@@ -87,6 +89,7 @@ class Critic(BaseModel):
         n_outputs: int = 1,
         pre_linear_modules: list[Any] | None = None,
         post_linear_modules: list[Any] | None = None,
+        network: str = "mlp",
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
@@ -96,7 +99,8 @@ class Critic(BaseModel):
         input_dim = features_dim + get_action_dim(self.action_space)
         self.q_networks: list[nn.Module] = []
         for index in range(n_critics):
-            layers = create_mlp(
+            q_network = build_network(
+                network,
                 input_dim,
                 n_outputs,
                 net_arch,
@@ -104,7 +108,6 @@ class Critic(BaseModel):
                 pre_linear_modules=pre_linear_modules,
                 post_linear_modules=post_linear_modules,
             )
-            q_network = nn.Sequential(*layers)
             self.add_module(f"qf{index}", q_network)
             self.q_networks.append(q_network)
 

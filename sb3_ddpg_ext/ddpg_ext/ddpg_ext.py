@@ -367,9 +367,10 @@ class DDPGExt(OffPolicyAlgorithm):
         return self.policy.exploration_actions(self._last_obs, action_noise, self.param_noise, self._episode_num)
 
     def _on_step(self) -> None:
-        # Called after each environment step, once the progress is updated.
+        # Called after each environment step, once the progress is updated and _last_obs holds the new observations.
         for noise in scheduled_noises(self.action_noise):
             noise.set_progress_remaining(self._current_progress_remaining)
+        self.policy.observe(self._last_obs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ SB3 plumbing
 

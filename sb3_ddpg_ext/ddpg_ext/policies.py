@@ -7,6 +7,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -19,6 +20,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
+from sb3_ddpg_ext.common.networks import NETWORKS, SIMBA_NET_ARCH, NormalizedFlattenExtractor, RunningObservationNorm
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise
 from sb3_ddpg_ext.common.validation import InvalidTypeError, InvalidValueError, check_int, check_range
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
@@ -61,6 +63,13 @@ class DDPGExtPolicy(TD3Policy):
     :param batch_norm_momentum: BatchRenorm momentum of the running statistics (sb3-contrib's CrossQ default)
     :param batch_norm_eps: BatchRenorm epsilon
     :param renorm_warmup_steps: BatchRenorm updates that use batch statistics before the running ones
+    :param network: ``"mlp"`` (SB3's) or ``"simba"``: SimBa's residual networks (Lee et al. 2025,
+        https://arxiv.org/abs/2410.09754) for actor and critics, where ``net_arch`` lists the residual blocks (one
+        width repeated); default then ``dict(pi=[128], qf=[512, 512])``, SimBa's DDPG setting. They bring their own
+        LayerNorms and ReLUs: no ``layer_norm``/``batch_norm``/``activation_fn`` with them
+    :param normalize_observations: SimBa's running observation normalisation, shared by actor, critics and targets,
+        updated from the collected observations only (:meth:`observe`), saved with the policy. Default: True with
+        ``network="simba"``, else False. Needs a non-image ``Box`` observation space
     """
 
     default_features_extractor_class: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
@@ -95,6 +104,8 @@ class DDPGExtPolicy(TD3Policy):
         batch_norm_eps: float = 0.001,
         renorm_warmup_steps: int = 100_000,
         target_networks: bool | None = None,
+        network: str = "mlp",
+        normalize_observations: bool | None = None,
     ):
         check_int("n_critics", n_critics, 1)
         if target_networks is not None and not isinstance(target_networks, bool):
@@ -109,6 +120,16 @@ class DDPGExtPolicy(TD3Policy):
             batch_norm_eps=batch_norm_eps,
             renorm_warmup_steps=renorm_warmup_steps,
         )
+        self.network = network
+        self.normalize_observations = (network == "simba") if normalize_observations is None else normalize_observations
+        net_arch = _check_network(network, self.normalize_observations, net_arch, activation_fn, self.normalization)
+        if self.normalize_observations and (
+            not isinstance(observation_space, spaces.Box) or is_image_space(observation_space)
+        ):
+            raise InvalidValueError(
+                f"`normalize_observations=True` needs a non-image Box observation space, got {observation_space} "
+                "(normalise other observations with SB3's VecNormalize)"
+            )
         # Set before nn.Module.__init__ (plain attributes are allowed there): TD3Policy builds the critic
         # inside its constructor, through make_critic.
         self.critic_options = _critic_options(critic, n_atoms=n_atoms, v_min=v_min, v_max=v_max)
@@ -193,6 +214,21 @@ class DDPGExtPolicy(TD3Policy):
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.unscale_action(scaled_action), scaled_action
 
+    def make_features_extractor(self) -> BaseFeaturesExtractor:
+        """SB3's, or with ``normalize_observations`` a flattening extractor around the policy's shared normaliser."""
+        if not self.normalize_observations:
+            return super().make_features_extractor()
+        if "observation_norm" not in self._modules:
+            self.observation_norm = RunningObservationNorm(get_flattened_obs_dim(self.observation_space))
+        return NormalizedFlattenExtractor(self.observation_space, self.observation_norm)
+
+    def observe(self, observations: np.ndarray | dict[str, np.ndarray]) -> None:
+        """Update the running observation statistics with collected observations (nothing without them)."""
+        if self.normalize_observations:
+            tensors, _ = self.obs_to_tensor(observations)
+            assert isinstance(tensors, th.Tensor)
+            self.observation_norm.update(tensors)
+
     def _build(self, lr_schedule: Schedule) -> None:
         if self.target_networks:
             super()._build(lr_schedule)
@@ -229,6 +265,7 @@ class DDPGExtPolicy(TD3Policy):
         return {
             "pre_linear_modules": pre if options["batch_norm"] else None,
             "post_linear_modules": [nn.LayerNorm] if layer_norm else None,
+            "network": self.network,
         }
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -237,6 +274,8 @@ class DDPGExtPolicy(TD3Policy):
             **self.critic_options,
             **self.normalization,
             "target_networks": self.target_networks,
+            "network": self.network,
+            "normalize_observations": self.normalize_observations,
         }
 
 
@@ -257,6 +296,29 @@ def _normalization_options(**options: Any) -> dict[str, Any]:
     check_range("batch_norm_eps", options["batch_norm_eps"], low=0.0, low_inclusive=False)
     check_int("renorm_warmup_steps", options["renorm_warmup_steps"], 0)
     return options
+
+
+def _check_network(
+    network: str,
+    normalize_observations: Any,
+    net_arch: list[int] | dict[str, list[int]] | None,
+    activation_fn: type[nn.Module],
+    normalization: dict[str, Any],
+) -> list[int] | dict[str, list[int]] | None:
+    """Check the network kind and its options; the ``net_arch`` to build with (SimBa's default for SimBa)."""
+    if network not in NETWORKS:
+        raise InvalidValueError(f"`network` must be one of {list(NETWORKS)}, got {network!r}")
+    if not isinstance(normalize_observations, bool):
+        raise InvalidTypeError(f"`normalize_observations` must be a bool or None, got {normalize_observations!r}")
+    if network != "simba":
+        return net_arch
+    clashing = [name for name in ("layer_norm", "actor_layer_norm", "batch_norm") if normalization[name]]
+    if clashing or activation_fn is not nn.ReLU:
+        given = [f"{name}=True" for name in clashing] + (
+            [f"activation_fn={activation_fn}"] if activation_fn is not nn.ReLU else []
+        )
+        raise InvalidValueError(f"`network='simba'` has its own LayerNorms and ReLUs: remove {', '.join(given)}")
+    return dict(SIMBA_NET_ARCH) if net_arch is None else net_arch
 
 
 def _critic_options(critic: str, **given: Any) -> dict[str, Any]:
