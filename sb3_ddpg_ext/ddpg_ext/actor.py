@@ -2,12 +2,15 @@
 
 from typing import Any
 
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.td3.policies import Actor as TD3Actor
 from torch import nn
 
 from sb3_ddpg_ext.common.networks import build_network
+from sb3_ddpg_ext.ddpg_ext.encoders import SaleEncoder, avg_l1_norm
 
 
 class Actor(TD3Actor):
@@ -27,7 +30,11 @@ class Actor(TD3Actor):
         layer, as in SB3's ``create_mlp``
     :param post_linear_modules: module classes put after each hidden linear layer, before the activation
     :param network: ``"mlp"``, or ``"simba"`` (then ``net_arch`` lists the residual blocks)
+    :param sale: TD7's SALE: the network takes ``[AvgL1Norm(W s), zs]`` with ``zs`` from this encoder (a fixed copy,
+        held by the policy and not a parameter of the actor) and ``W`` as wide as ``net_arch[0]``
     """
+
+    sale: SaleEncoder | None
 
     def __init__(
         self,
@@ -41,6 +48,7 @@ class Actor(TD3Actor):
         pre_linear_modules: list[Any] | None = None,
         post_linear_modules: list[Any] | None = None,
         network: str = "mlp",
+        sale: SaleEncoder | None = None,
     ):
         super().__init__(
             observation_space, action_space, net_arch, features_extractor, features_dim, activation_fn, normalize_images
@@ -48,11 +56,14 @@ class Actor(TD3Actor):
         self.pre_linear_modules = pre_linear_modules
         self.post_linear_modules = post_linear_modules
         self.network = network
-        if pre_linear_modules or post_linear_modules or network != "mlp":
+        self.use_encoder(sale)
+        if sale is not None:
+            self.state_embedding = nn.Linear(features_dim, net_arch[0])
+        if pre_linear_modules or post_linear_modules or network != "mlp" or sale is not None:
             # Rebuilt; the plain network above keeps SB3's initialisation order (the same seed, the same weights).
             self.mu = build_network(
                 network,
-                features_dim,
+                features_dim if sale is None else net_arch[0] + sale.embedding_dim,
                 get_action_dim(self.action_space),
                 net_arch,
                 activation_fn,
@@ -60,6 +71,16 @@ class Actor(TD3Actor):
                 pre_linear_modules=pre_linear_modules,
                 post_linear_modules=post_linear_modules,
             )
+
+    def use_encoder(self, sale: SaleEncoder | None) -> None:
+        """Take SALE's ``zs`` from ``sale`` (the policy's fixed or fixed-target encoder): held, not registered."""
+        object.__setattr__(self, "sale", sale)  # not a submodule: its weights are the policy's, in no optimizer
+
+    def forward(self, obs: PyTorchObs) -> th.Tensor:
+        features = self.extract_features(obs, self.features_extractor)
+        if self.sale is None:
+            return self.mu(features)
+        return self.mu(th.cat([avg_l1_norm(self.state_embedding(features)), self.sale.zs(features)], dim=1))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from sb3_ddpg_ext.common.distributional import categorical_projection, expected_value
 from sb3_ddpg_ext.common.networks import build_network
 from sb3_ddpg_ext.common.validation import InvalidValueError, check_int, check_range
+from sb3_ddpg_ext.ddpg_ext.encoders import SaleEncoder, avg_l1_norm
 
 
 class CriticLoss(NamedTuple):
@@ -71,9 +72,14 @@ class Critic(BaseModel):
         ``create_mlp``
     :param post_linear_modules: module classes put after each hidden linear layer (e.g. LayerNorm)
     :param network: ``"mlp"``, or ``"simba"`` (SimBa's residual network; ``net_arch`` lists its blocks)
+    :param sale: TD7's SALE: each Q-network takes ``[AvgL1Norm(W_k [s, a]), zsa, zs]`` from this encoder (a fixed
+        copy, held by the policy and not a parameter of the critic), with ``W_k`` as wide as ``net_arch[0]``
+    :param actor_q: what the actor ascends: ``"first"``, the first Q-network (TD3, SB3), or ``"mean"``, the mean over
+        all of them (TD7)
     """
 
     features_extractor: BaseFeaturesExtractor
+    sale: SaleEncoder | None
 
     def __init__(
         self,
@@ -90,13 +96,23 @@ class Critic(BaseModel):
         pre_linear_modules: list[Any] | None = None,
         post_linear_modules: list[Any] | None = None,
         network: str = "mlp",
+        sale: SaleEncoder | None = None,
+        actor_q: str = "first",
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
+        self.actor_q = actor_q
+        self.use_encoder(sale)
         input_dim = features_dim + get_action_dim(self.action_space)
+        # SALE: each network embeds (s, a) itself, then sees that embedding beside the encoder's [zsa, zs].
+        self.input_embeddings = [nn.Linear(input_dim, net_arch[0]) for _ in range(n_critics)] if sale else []
+        for index, embedding in enumerate(self.input_embeddings):
+            self.add_module(f"qf{index}_embedding", embedding)
+        if sale is not None:
+            input_dim = net_arch[0] + 2 * sale.embedding_dim
         self.q_networks: list[nn.Module] = []
         for index in range(n_critics):
             q_network = build_network(
@@ -111,19 +127,41 @@ class Critic(BaseModel):
             self.add_module(f"qf{index}", q_network)
             self.q_networks.append(q_network)
 
+    def use_encoder(self, sale: SaleEncoder | None) -> None:
+        """Take SALE's embeddings from ``sale`` (the policy's fixed or fixed-target encoder): held, not registered."""
+        object.__setattr__(self, "sale", sale)  # not a submodule: its weights are the policy's, in no optimizer
+
     def forward(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, ...]:
         """Each Q-network's output, shape ``(batch, n_outputs)``."""
         # With a shared features extractor, only the actor loss trains it.
         with th.set_grad_enabled(not self.share_features_extractor):
             features = self.extract_features(obs, self.features_extractor)
-        q_input = th.cat([features, actions], dim=1)
-        return tuple(q_network(q_input) for q_network in self.q_networks)
+        return self._outputs(features, actions, len(self.q_networks))
 
     def q1_forward(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
         """The first Q-network's output, with gradients flowing to the actions only (for the actor loss)."""
         with th.no_grad():
             features = self.extract_features(obs, self.features_extractor)
-        return self.q_networks[0](th.cat([features, actions], dim=1))
+        return self._outputs(features, actions, 1)[0]
+
+    def actor_q_outputs(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
+        """The outputs the actor ascends (see ``actor_q``), ``(batch, n_critics or 1, n_outputs)``."""
+        if self.actor_q == "first":
+            return self.q1_forward(obs, actions).unsqueeze(1)
+        with th.no_grad():
+            features = self.extract_features(obs, self.features_extractor)
+        return th.stack(self._outputs(features, actions, len(self.q_networks)), dim=1)
+
+    def _outputs(self, features: th.Tensor, actions: th.Tensor, count: int) -> tuple[th.Tensor, ...]:
+        """The outputs of the first ``count`` Q-networks."""
+        q_input = th.cat([features, actions], dim=1)
+        if self.sale is None:
+            return tuple(q_network(q_input) for q_network in self.q_networks[:count])
+        embeddings = self.sale.embeddings(features, actions)
+        return tuple(
+            q_network(th.cat([avg_l1_norm(embedding(q_input)), embeddings], dim=1))
+            for embedding, q_network in zip(self.input_embeddings[:count], self.q_networks[:count], strict=True)
+        )
 
     # The name of the logged mean of the per-sample error (``train/<name>``).
     metric_name: ClassVar[str] = "td_error_mean"

@@ -16,15 +16,11 @@ from sb3_ddpg_ext.common.buffer_setup import make_replay_buffer
 from sb3_ddpg_ext.common.buffers import PrioritizedSampling
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
 from sb3_ddpg_ext.common.validation import (
-    InvalidTypeError,
-    InvalidValueError,
-    accepted_keyword_arguments,
     check_bounded_box_action_space,
-    check_int,
-    check_known_keys,
-    check_range,
 )
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
+from sb3_ddpg_ext.ddpg_ext.arguments import check_arguments, check_policy
+from sb3_ddpg_ext.ddpg_ext.checkpoints import make_policy_checkpoints
 from sb3_ddpg_ext.ddpg_ext.critics import Critic, check_loss_settings
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
@@ -33,9 +29,6 @@ from sb3_ddpg_ext.ddpg_ext.train_stats import TrainStats
 from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate, TargetAveraging, TargetSmoothing, UpdateBackend
 
 SelfDDPGExt = TypeVar("SelfDDPGExt", bound="DDPGExt")
-
-# Arguments the algorithm passes to the policy itself; they are not for ``policy_kwargs``.
-_POLICY_ARGUMENTS_SET_BY_ALGORITHM = ("observation_space", "action_space", "lr_schedule")
 
 
 class _UpdateSetup(NamedTuple):
@@ -88,6 +81,11 @@ class DDPGExt(OffPolicyAlgorithm):
         ``tau`` (``tau=1``: TD7's hard copies, every 250); None: with the actor, every ``policy_delay``
     :param target_value_clipping: TD7's value clipping: bootstrap values clipped to the range of the TD targets seen
         before the last target update (:class:`~sb3_ddpg_ext.ddpg_ext.target_values.TargetValueRange`)
+    :param policy_checkpoints: TD7's policy checkpoints (:mod:`~sb3_ddpg_ext.ddpg_ext.checkpoints`): True for TD7's
+        schedule, or a dict of :class:`~sb3_ddpg_ext.ddpg_ext.checkpoints.PolicyCheckpoints`' arguments. The updates
+        wait while the current policy is assessed over training episodes (they need episodes that end); ``predict``
+        (and so ``evaluate_policy``, ``EvalCallback``) acts with the best policy checkpointed so far, collection with
+        the current actor; the model saves and loads both
     :param target_policy_noise: standard deviation of the Gaussian noise added to the target action
         (TD3's target policy smoothing; 0 switches it off)
     :param target_noise_clip: absolute limit of that noise (clipping only when > 0)
@@ -140,6 +138,7 @@ class DDPGExt(OffPolicyAlgorithm):
         policy_delay: int = 1,
         target_update_interval: int | None = None,
         target_value_clipping: bool = False,
+        policy_checkpoints: bool | dict[str, Any] = False,
         target_policy_noise: float = 0.0,
         target_noise_clip: float = 0.0,
         param_noise: AdaptiveParamNoise | None = None,
@@ -152,7 +151,7 @@ class DDPGExt(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        self._check_policy(policy)
+        check_policy(policy, self.policy_aliases)
         if env is not None:
             # Made here rather than in SB3's constructor, whose action-space check is an assertion.
             env = maybe_make_env(env, verbose)
@@ -187,60 +186,18 @@ class DDPGExt(OffPolicyAlgorithm):
         self.target_update_interval = target_update_interval
         self.target_value_clipping = target_value_clipping
         self._value_range = TargetValueRange() if target_value_clipping is True else None
+        self.policy_checkpoints = policy_checkpoints
+        self._checkpoints = make_policy_checkpoints(policy_checkpoints)
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
         self.param_noise = param_noise
         self.lean_update = lean_update
-        self._check_arguments()
+        check_arguments(self)
 
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------ construction
-
-    @classmethod
-    def _check_policy(cls, policy: Any) -> None:
-        if isinstance(policy, str):
-            if policy not in cls.policy_aliases:
-                raise InvalidValueError(
-                    f"`policy` must be one of {sorted(cls.policy_aliases)} or a policy class, got {policy!r}"
-                )
-        elif not (isinstance(policy, type) and issubclass(policy, DDPGExtPolicy)):
-            # SB3's TD3 policies (DDPG's MlpPolicy class) lack the critic readout the update uses; the alias works.
-            raise InvalidTypeError(
-                f"`policy` must be a policy alias string ({', '.join(sorted(cls.policy_aliases))}) or a DDPGExtPolicy "
-                f"subclass, got {policy!r}"
-            )
-
-    def _check_arguments(self) -> None:
-        """Raise a clear error for any invalid constructor argument, before anything is built."""
-        if not callable(self.learning_rate):
-            check_range("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
-        check_int("buffer_size", self.buffer_size, 1)
-        check_int("learning_starts", self.learning_starts, 0)
-        check_int("batch_size", self.batch_size, 1)
-        check_range("tau", self.tau, low=0.0, high=1.0, low_inclusive=False)
-        check_range("gamma", self.gamma, low=0.0, high=1.0)
-        check_int("gradient_steps", self.gradient_steps, -1)
-        check_int("n_steps", self.n_steps, 1)
-        check_int("policy_delay", self.policy_delay, 1)
-        if self.target_update_interval is not None:
-            check_int("target_update_interval", self.target_update_interval, 1)
-        if not isinstance(self.target_value_clipping, bool):
-            raise InvalidTypeError(f"`target_value_clipping` must be a bool, got {self.target_value_clipping!r}")
-        check_range("target_policy_noise", self.target_policy_noise, low=0.0)
-        check_range("target_noise_clip", self.target_noise_clip, low=0.0)
-        if self.action_noise is not None and not isinstance(self.action_noise, ActionNoise):
-            raise InvalidTypeError(f"`action_noise` must be None or an ActionNoise instance, got {self.action_noise!r}")
-        if self.param_noise is not None and not isinstance(self.param_noise, AdaptiveParamNoise):
-            raise InvalidTypeError(f"`param_noise` must be None or an AdaptiveParamNoise instance, got {self.param_noise!r}")
-        if not isinstance(self.lean_update, bool):
-            raise InvalidTypeError(f"`lean_update` must be a bool, got {self.lean_update!r}")
-        check_known_keys(
-            "policy_kwargs",
-            self.policy_kwargs,
-            accepted_keyword_arguments(self.policy_class, skip=_POLICY_ARGUMENTS_SET_BY_ALGORITHM),
-        )
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
@@ -251,6 +208,8 @@ class DDPGExt(OffPolicyAlgorithm):
         policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
         self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
+        if self._checkpoints is not None:
+            self.policy.enable_checkpoints()
         huber_threshold = getattr(self.replay_buffer, "huber_threshold", None)
         check_loss_settings(type(self.policy.critic), huber_threshold, self.target_value_clipping)
 
@@ -284,8 +243,13 @@ class DDPGExt(OffPolicyAlgorithm):
         where TD7's value range and LAP's maximum priority are renewed too.
         """
         assert self.replay_buffer is not None
+        if self._checkpoints is not None:  # TD7: no update while the current policy is assessed
+            gradient_steps = self._checkpoints.updates_to_run(gradient_steps, self.policy)
+            if gradient_steps == 0:
+                return
+        n_updates_before = self._n_updates
         self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+        self._update_learning_rate(list(self.policy.optimizers().values()))
         setup = self._current_update_setup()
         prioritized = self.replay_buffer if isinstance(self.replay_buffer, PrioritizedSampling) else None
         if prioritized is not None:
@@ -300,6 +264,8 @@ class DDPGExt(OffPolicyAlgorithm):
                 self._n_updates += 1
                 batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
                 weights = getattr(batch, "weights", None)
+                if self.policy.sale is not None:  # TD7: the encoder first, on the same batch
+                    stats.add("encoder_loss", self.policy.train_encoder(batch))
 
                 outputs, next_outputs = setup.backend.critic_outputs(batch)
                 if value_range is not None:
@@ -317,18 +283,25 @@ class DDPGExt(OffPolicyAlgorithm):
                 if self._n_updates % self.policy_delay == 0:
                     stats.add("actor_loss", setup.backend.step_actor(batch.observations))
                 if self._n_updates % targets_every == 0:
-                    setup.target_averaging.update(self.tau)
-                    if value_range is not None:
-                        value_range.roll()
-                    if prioritized is not None:
-                        prioritized.reset_max_priority()
+                    self._update_targets(setup.target_averaging, prioritized)
                 if self.param_noise is not None and self._n_updates % self.param_noise.adaptation_interval == 0:
                     self.param_noise.adapt(self.actor, batch.observations)
 
                 stats.add("critic_loss", loss.loss.detach())
                 stats.add(self.critic.metric_name, loss.error_mean)
                 stats.add("q_mean", loss.q_values.mean())
-        stats.record(self.logger, self._n_updates, self.param_noise, prioritized)
+        stats.record(self.logger, self._n_updates, self.param_noise, prioritized, self._checkpoints)
+        if self._checkpoints is not None:
+            self._checkpoints.after_updates(n_updates_before, self._n_updates)
+
+    def _update_targets(self, averaging: TargetAveraging, prioritized: PrioritizedSampling | None) -> None:
+        """The target networks' averaging, and what TD7 renews with it: encoders, value range, LAP's max priority."""
+        averaging.update(self.tau)
+        self.policy.refresh_encoders()
+        if self._value_range is not None:
+            self._value_range.roll()
+        if prioritized is not None:
+            prioritized.reset_max_priority()
 
     def _bootstrap_discounts(self, batch: ReplayBufferSamples) -> th.Tensor:
         """``gamma^m (1 - done)`` per sample: the buffer's ``gamma^m`` for n-step samples, else ``gamma``."""
@@ -366,6 +339,21 @@ class DDPGExt(OffPolicyAlgorithm):
         assert self._last_obs is not None
         return self.policy.exploration_actions(self._last_obs, action_noise, self.param_noise, self._episode_num)
 
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: Any,
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        if self._checkpoints is not None:  # the episode returns TD7 judges policies by (before VecNormalize)
+            original = reward if self._vec_normalize_env is None else self._vec_normalize_env.get_original_reward()
+            from_policy = self.num_timesteps - self.n_envs >= self.learning_starts  # SB3 counted this step already
+            self._checkpoints.record(original, dones, from_policy)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
     def _on_step(self) -> None:
         # Called after each environment step, once the progress is updated and _last_obs holds the new observations.
         for noise in scheduled_noises(self.action_noise):
@@ -396,4 +384,4 @@ class DDPGExt(OffPolicyAlgorithm):
         return [*super()._excluded_save_params(), "_update_setup"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "actor.optimizer", "critic.optimizer"], []
+        return ["policy", *self.policy.optimizers()], []

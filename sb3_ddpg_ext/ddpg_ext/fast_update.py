@@ -5,10 +5,10 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
-from stable_baselines3.td3.policies import Actor as TD3Actor
 
 from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanMLP
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
+from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import Critic, CriticLoss
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
 from sb3_ddpg_ext.ddpg_ext.update import TargetSmoothing
@@ -58,6 +58,8 @@ class FastUpdate:
         actor, critic = policy.actor, policy.critic
         if (
             not policy.target_networks
+            or policy.sale is not None  # TD7's embeddings: the specification (for now)
+            or critic.actor_q != "first"
             or not isinstance(policy.observation_space, spaces.Box)
             or is_image_space(policy.observation_space)
             or type(actor.features_extractor) is not FlattenExtractor
@@ -146,7 +148,7 @@ def _runs_as_written(actor_class: type, critic_class: type) -> bool:
     (a subclass that overrides one would be bypassed), and a critic type that redefines its loss or its Q-values
     redefines their gradients with them (else this backend would follow the inherited gradients).
     """
-    bases = ((actor_class, TD3Actor, "forward"), (critic_class, Critic, "forward"), (critic_class, Critic, "q1_forward"))
+    bases = ((actor_class, Actor, "forward"), (critic_class, Critic, "forward"), (critic_class, Critic, "q1_forward"))
     passes_as_written = all(_defined_in(cls, name) is base for cls, base, name in bases)
     pairs = (("loss", "loss_gradients"), ("q_values", "q_value_gradients"))
     gradients_with_their_maths = all(_defined_in(critic_class, a) is _defined_in(critic_class, b) for a, b in pairs)

@@ -1,5 +1,6 @@
 """Actor-critic policies of DDPGExt: a deterministic actor, one or more Q critics and their targets."""
 
+import copy
 from functools import partial
 from typing import Any, ClassVar
 
@@ -7,24 +8,35 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space
+from stable_baselines3.common.preprocessing import get_action_dim, get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
     FlattenExtractor,
     NatureCNN,
 )
-from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
-from sb3_ddpg_ext.common.networks import NETWORKS, SIMBA_NET_ARCH, NormalizedFlattenExtractor, RunningObservationNorm
+from sb3_ddpg_ext.common.networks import NormalizedFlattenExtractor, RunningObservationNorm
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise
-from sb3_ddpg_ext.common.validation import InvalidTypeError, InvalidValueError, check_int, check_range
+from sb3_ddpg_ext.common.validation import InvalidTypeError, InvalidValueError, check_int
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
+from sb3_ddpg_ext.ddpg_ext.checkpoints import CheckpointActor
 from sb3_ddpg_ext.ddpg_ext.critics import CRITIC_TYPES, Critic
+from sb3_ddpg_ext.ddpg_ext.encoders import SaleEncoders
+from sb3_ddpg_ext.ddpg_ext.policy_options import (
+    check_actor_q,
+    check_network,
+    check_observation_normalization,
+    critic_options,
+    normalization_options,
+    sale_options,
+    with_fused_adam,
+)
 
 
 class DDPGExtPolicy(TD3Policy):
@@ -70,6 +82,18 @@ class DDPGExtPolicy(TD3Policy):
     :param normalize_observations: SimBa's running observation normalisation, shared by actor, critics and targets,
         updated from the collected observations only (:meth:`observe`), saved with the policy. Default: True with
         ``network="simba"``, else False. Needs a non-image ``Box`` observation space
+    :param sale: TD7's SALE (Fujimoto et al. 2023, https://arxiv.org/abs/2306.02451): learned embeddings ``zs`` of
+        the state and ``zsa`` of state and action (:mod:`~sb3_ddpg_ext.ddpg_ext.encoders`), which actor and critics
+        take beside their own AvgL1-normalised embedding of their inputs. The encoder is trained at every update on
+        predicting the next state's ``zs``; actor and critics read a fixed copy, the targets a fixed-target copy,
+        both renewed at each target update. Needs features extractors without parameters (flattened observations)
+    :param sale_embedding_dim: SALE only: the size of ``zs`` and ``zsa`` (default 256)
+    :param sale_net_arch: SALE only: the hidden layers of both encoders (default ``[256, 256]``)
+    :param sale_activation_fn: SALE only: the encoders' activation (default ``nn.ELU``)
+    :param critic_activation_fn: the critics' activation, when it is not ``activation_fn`` (TD7: ELU critics, ReLU
+        actor)
+    :param actor_q: what the actor ascends: ``"first"``, the first critic's Q (TD3, SB3), or ``"mean"``, the mean over
+        the critics (TD7)
     """
 
     default_features_extractor_class: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
@@ -78,6 +102,7 @@ class DDPGExtPolicy(TD3Policy):
     actor_target: Actor
     critic: Critic  # type: ignore[assignment]
     critic_target: Critic  # type: ignore[assignment]
+    sale: SaleEncoders | None
 
     def __init__(
         self,
@@ -106,13 +131,19 @@ class DDPGExtPolicy(TD3Policy):
         target_networks: bool | None = None,
         network: str = "mlp",
         normalize_observations: bool | None = None,
+        sale: bool = False,
+        sale_embedding_dim: int | None = None,
+        sale_net_arch: list[int] | None = None,
+        sale_activation_fn: type[nn.Module] | None = None,
+        critic_activation_fn: type[nn.Module] | None = None,
+        actor_q: str = "first",
     ):
         check_int("n_critics", n_critics, 1)
         if target_networks is not None and not isinstance(target_networks, bool):
             raise InvalidTypeError(f"`target_networks` must be a bool or None, got {target_networks!r}")
         # The mode is declared here, once; the algorithm and the update read this attribute, never the objects.
         self.target_networks = (not batch_norm) if target_networks is None else target_networks
-        self.normalization = _normalization_options(
+        self.normalization = normalization_options(
             layer_norm=layer_norm,
             actor_layer_norm=actor_layer_norm,
             batch_norm=batch_norm,
@@ -122,17 +153,16 @@ class DDPGExtPolicy(TD3Policy):
         )
         self.network = network
         self.normalize_observations = (network == "simba") if normalize_observations is None else normalize_observations
-        net_arch = _check_network(network, self.normalize_observations, net_arch, activation_fn, self.normalization)
-        if self.normalize_observations and (
-            not isinstance(observation_space, spaces.Box) or is_image_space(observation_space)
-        ):
-            raise InvalidValueError(
-                f"`normalize_observations=True` needs a non-image Box observation space, got {observation_space} "
-                "(normalise other observations with SB3's VecNormalize)"
-            )
+        net_arch = check_network(network, self.normalize_observations, net_arch, activation_fn, self.normalization)
+        check_observation_normalization(self.normalize_observations, observation_space)
+        self.sale_options = sale_options(
+            sale, embedding_dim=sale_embedding_dim, net_arch=sale_net_arch, activation_fn=sale_activation_fn
+        )
+        self.critic_activation_fn = critic_activation_fn
+        self.actor_q = check_actor_q(actor_q)
         # Set before nn.Module.__init__ (plain attributes are allowed there): TD3Policy builds the critic
         # inside its constructor, through make_critic.
-        self.critic_options = _critic_options(critic, n_atoms=n_atoms, v_min=v_min, v_max=v_max)
+        self.critic_options = critic_options(critic, n_atoms=n_atoms, v_min=v_min, v_max=v_max)
         super().__init__(
             observation_space,
             action_space,
@@ -143,7 +173,7 @@ class DDPGExtPolicy(TD3Policy):
             features_extractor_kwargs=features_extractor_kwargs,
             normalize_images=normalize_images,
             optimizer_class=optimizer_class,
-            optimizer_kwargs=_with_fused_adam(optimizer_class, optimizer_kwargs),
+            optimizer_kwargs=with_fused_adam(optimizer_class, optimizer_kwargs),
             n_critics=n_critics,
             share_features_extractor=share_features_extractor,
         )
@@ -203,8 +233,8 @@ class DDPGExtPolicy(TD3Policy):
         assert isinstance(self.action_space, spaces.Box)
         tensors, _ = self.obs_to_tensor(observations)
         if param_noise is None:
-            with th.inference_mode():  # the policy's own _predict (the actor for DDPGExt's policies)
-                outputs = self._predict(tensors, deterministic=False).cpu().numpy()
+            with th.inference_mode():  # the current actor, also when predict() acts with TD7's checkpoint
+                outputs = self.actor(tensors).cpu().numpy()
         else:
             outputs = param_noise.actions(self.actor, tensors, episode=episode)
         outputs = outputs.reshape((-1, *self.action_space.shape))
@@ -229,9 +259,42 @@ class DDPGExtPolicy(TD3Policy):
             assert isinstance(tensors, th.Tensor)
             self.observation_norm.update(tensors)
 
+    def train_encoder(self, batch: ReplayBufferSamples) -> th.Tensor:
+        """One optimizer step of SALE's encoder on a batch (see :class:`SaleEncoders`); returns its loss."""
+        assert self.sale is not None
+        extract = partial(self.critic.extract_features, features_extractor=self.critic.features_extractor)
+        return self.sale.train_step(extract(batch.observations), batch.actions, extract(batch.next_observations))
+
+    def enable_checkpoints(self) -> None:
+        """Keep a checkpoint policy (TD7, :class:`CheckpointActor`), which ``predict`` acts with once one is taken."""
+        if "checkpoint" not in self._modules:
+            encoder = None if self.sale is None else copy.deepcopy(self.sale.fixed)
+            self.checkpoint = CheckpointActor(self.make_actor(), encoder)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        # predict(), evaluate_policy and EvalCallback act with TD7's checkpoint once taken (as TD7 evaluates).
+        checkpoint = self._modules.get("checkpoint")
+        if checkpoint is not None and checkpoint.taken:
+            return checkpoint(observation)
+        return self.actor(observation)
+
+    def optimizers(self) -> dict[str, th.optim.Optimizer]:
+        """The optimizers, by their names from the algorithm (SB3's ``actor.optimizer``...; SALE's encoder's too)."""
+        sale = {} if self.sale is None else {"policy.sale.optimizer": self.sale.optimizer}
+        return {"actor.optimizer": self.actor.optimizer, "critic.optimizer": self.critic.optimizer, **sale}
+
+    def refresh_encoders(self) -> None:
+        """At a target update: SALE's fixed-target encoder <- fixed <- trained (nothing without SALE)."""
+        if self.sale is not None:
+            self.sale.refresh()
+
     def _build(self, lr_schedule: Schedule) -> None:
+        self.sale = None if self.sale_options is None else self._make_sale(lr_schedule)
         if self.target_networks:
             super()._build(lr_schedule)
+            if self.sale is not None:  # built with the fixed encoder, the targets read the fixed-target one
+                self.actor_target.use_encoder(self.sale.fixed_target)
+                self.critic_target.use_encoder(self.sale.fixed_target)
             return
         self.actor = self.make_actor(features_extractor=None)
         self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
@@ -240,15 +303,37 @@ class DDPGExtPolicy(TD3Policy):
         self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.actor_target = self.critic_target = None  # type: ignore[assignment]
 
+    def _make_sale(self, lr_schedule: Schedule) -> SaleEncoders:
+        extractor = self.make_features_extractor()
+        if any(True for _ in extractor.parameters()):
+            raise InvalidValueError(
+                f"`sale=True` needs a features extractor without parameters (flattened observations), got "
+                f"{type(extractor).__name__}: the encoders read the features directly"
+            )
+        encoders = SaleEncoders(
+            extractor.features_dim,
+            get_action_dim(self.action_space),
+            self.optimizer_class,
+            lr_schedule(1),
+            self.optimizer_kwargs,
+            **(self.sale_options or {}),
+        )
+        return encoders.to(self.device)
+
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return Actor(**actor_kwargs, **self._layers("actor")).to(self.device)
+        fixed = None if self.sale is None else self.sale.fixed
+        return Actor(**actor_kwargs, **self._layers("actor"), sale=fixed).to(self.device)
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> Critic:  # type: ignore[override]
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        if self.critic_activation_fn is not None:
+            critic_kwargs["activation_fn"] = self.critic_activation_fn
         options = dict(self.critic_options)
         critic_class = CRITIC_TYPES[options.pop("critic")]
-        return critic_class(**critic_kwargs, **options, **self._layers("critic")).to(self.device)
+        fixed = None if self.sale is None else self.sale.fixed
+        critic = critic_class(**critic_kwargs, **options, **self._layers("critic"), sale=fixed, actor_q=self.actor_q)
+        return critic.to(self.device)
 
     def _layers(self, network: str) -> dict[str, Any]:
         """The normalisation layers of the actor or the critic, as ``create_mlp`` takes them."""
@@ -276,63 +361,11 @@ class DDPGExtPolicy(TD3Policy):
             "target_networks": self.target_networks,
             "network": self.network,
             "normalize_observations": self.normalize_observations,
+            "sale": self.sale_options is not None,
+            **{f"sale_{name}": value for name, value in (self.sale_options or {}).items()},
+            "critic_activation_fn": self.critic_activation_fn,
+            "actor_q": self.actor_q,
         }
-
-
-def _with_fused_adam(optimizer_class: type[th.optim.Optimizer], optimizer_kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """Adam's fused kernel: the same update as its per-tensor loop, in one kernel over all tensors."""
-    kwargs = dict(optimizer_kwargs or {})
-    if optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & kwargs.keys():
-        kwargs["fused"] = True
-    return kwargs
-
-
-def _normalization_options(**options: Any) -> dict[str, Any]:
-    """Check the normalisation options (booleans and BatchRenorm hyperparameters)."""
-    for name in ("layer_norm", "actor_layer_norm", "batch_norm"):
-        if not isinstance(options[name], bool):
-            raise InvalidTypeError(f"`{name}` must be a bool, got {options[name]!r}")
-    check_range("batch_norm_momentum", options["batch_norm_momentum"], low=0.0, high=1.0, low_inclusive=False)
-    check_range("batch_norm_eps", options["batch_norm_eps"], low=0.0, low_inclusive=False)
-    check_int("renorm_warmup_steps", options["renorm_warmup_steps"], 0)
-    return options
-
-
-def _check_network(
-    network: str,
-    normalize_observations: Any,
-    net_arch: list[int] | dict[str, list[int]] | None,
-    activation_fn: type[nn.Module],
-    normalization: dict[str, Any],
-) -> list[int] | dict[str, list[int]] | None:
-    """Check the network kind and its options; the ``net_arch`` to build with (SimBa's default for SimBa)."""
-    if network not in NETWORKS:
-        raise InvalidValueError(f"`network` must be one of {list(NETWORKS)}, got {network!r}")
-    if not isinstance(normalize_observations, bool):
-        raise InvalidTypeError(f"`normalize_observations` must be a bool or None, got {normalize_observations!r}")
-    if network != "simba":
-        return net_arch
-    clashing = [name for name in ("layer_norm", "actor_layer_norm", "batch_norm") if normalization[name]]
-    if clashing or activation_fn is not nn.ReLU:
-        given = [f"{name}=True" for name in clashing] + (
-            [f"activation_fn={activation_fn}"] if activation_fn is not nn.ReLU else []
-        )
-        raise InvalidValueError(f"`network='simba'` has its own LayerNorms and ReLUs: remove {', '.join(given)}")
-    return dict(SIMBA_NET_ARCH) if net_arch is None else net_arch
-
-
-def _critic_options(critic: str, **given: Any) -> dict[str, Any]:
-    """Check the critic type and its options (None: not given); fill in the type's defaults."""
-    if critic not in CRITIC_TYPES:
-        raise InvalidValueError(f"`critic` must be one of {list(CRITIC_TYPES)}, got {critic!r}")
-    critic_class = CRITIC_TYPES[critic]
-    given = {key: value for key, value in given.items() if value is not None}
-    foreign = sorted(set(given) - set(critic_class.option_defaults))
-    if foreign:
-        owners = sorted(name for name, cls in CRITIC_TYPES.items() if set(foreign) & set(cls.option_defaults))
-        allowed = " or ".join(f"`critic={owner!r}`" for owner in owners) or "no critic type"
-        raise InvalidValueError(f"{foreign} only apply to {allowed}, got critic={critic!r}")
-    return {"critic": critic, **critic_class.check_options(given)}
 
 
 MlpPolicy = DDPGExtPolicy

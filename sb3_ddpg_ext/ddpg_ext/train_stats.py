@@ -7,6 +7,7 @@ from stable_baselines3.common.logger import Logger
 
 from sb3_ddpg_ext.common.buffers import PrioritizedSampling
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise
+from sb3_ddpg_ext.ddpg_ext.checkpoints import PolicyCheckpoints
 
 
 class TrainStats:
@@ -25,8 +26,9 @@ class TrainStats:
         n_updates: int,
         param_noise: AdaptiveParamNoise | None = None,
         prioritized: PrioritizedSampling | None = None,
+        checkpoints: PolicyCheckpoints | None = None,
     ) -> None:
-        """Log the means over the call's updates and the state of parameter noise and prioritized replay."""
+        """Log the means over the call's updates and the state of parameter noise, prioritized replay, checkpoints."""
         logger.record("train/n_updates", n_updates, exclude="tensorboard")
         means = [values[0] if len(values) == 1 else th.stack(values).mean() for values in self.values.values()]
         if means:
@@ -40,3 +42,6 @@ class TrainStats:
                 logger.record("train/beta", prioritized.beta)
             logger.record("train/priority_mean", prioritized.priority_mean)
             logger.record("train/priority_max", prioritized.max_priority)
+        if checkpoints is not None:
+            logger.record("train/checkpoints_taken", checkpoints.checkpoints_taken)
+            logger.record("train/checkpoint_min_return", checkpoints.best_min_return)

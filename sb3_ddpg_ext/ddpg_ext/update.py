@@ -127,12 +127,12 @@ class AutogradUpdate:
         return actor_loss.detach()
 
     def actor_loss(self, observations: PyTorchObs) -> th.Tensor:
-        """The deterministic policy gradient's loss: ``-mean Q_1(s, mu(s))``."""
+        """The deterministic policy gradient's loss: ``-mean Q_1(s, mu(s))`` (TD7: the mean over all critics)."""
         critic = self.policy.critic
         actions = self.policy.actor(observations)
         # Without target networks (CrossQ) the critic is evaluated with its running statistics here, as sb3-contrib does.
         with contextlib.nullcontext() if self.policy.target_networks else evaluation_mode(critic):
-            return -critic.q_values(critic.q1_forward(observations, actions)).mean()
+            return -critic.q_values(critic.actor_q_outputs(observations, actions)).mean()
 
 
 class TargetAveraging:
