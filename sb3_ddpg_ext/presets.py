@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 import torch as th
+from torch import nn
 
 from sb3_ddpg_ext.common.buffers import PrioritizedReplayBuffer
 from sb3_ddpg_ext.common.validation import InvalidValueError
@@ -60,6 +61,34 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # CrossQ (above).
     "crossq": _CROSSQ,
+    # TD7 (Fujimoto et al. 2023), the settings of the authors' reference implementation (sfujim/TD7): TD3's update
+    # (lr 3e-4, batch 256, twin critics, delay 2, target smoothing 0.2 clipped at 0.5) with SALE embeddings (256,
+    # 256-256 ELU encoders), ELU critics and a ReLU actor (256-256), the actor ascending the mean of both critics,
+    # LAP (alpha 0.4, min priority 1, Huber loss), hard target copies every 250 updates with value clipping, and
+    # policy checkpoints (one-episode assessments for 750k updates, then 20; bar lowered by 0.9).
+    "td7": {
+        "learning_rate": 3e-4,
+        "batch_size": 256,
+        "policy_delay": 2,
+        "target_policy_noise": 0.2,
+        "target_noise_clip": 0.5,
+        "tau": 1.0,
+        "target_update_interval": 250,
+        "target_value_clipping": True,
+        "policy_checkpoints": True,
+        "replay_buffer_class": PrioritizedReplayBuffer,
+        "replay_buffer_kwargs": {"priority": "lap", "alpha": 0.4, "min_priority": 1.0},
+        "policy_kwargs": {
+            "net_arch": [256, 256],
+            "n_critics": 2,
+            "critic_activation_fn": nn.ELU,
+            "actor_q": "mean",
+            "sale": True,
+            "sale_embedding_dim": 256,
+            "sale_net_arch": [256, 256],
+            "sale_activation_fn": nn.ELU,
+        },
+    },
     # SimBa (Lee et al. 2025) networks with TD3's update: running observation normalisation, residual blocks
     # (actor one of 128, critics two of 512: SimBa's DDPG sizes) and SimBa's optimiser, AdamW with lr 1e-4 and
     # weight decay 0.01; twin critics, delay 2 and target smoothing as TD3.

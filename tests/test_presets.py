@@ -1,5 +1,6 @@
 """Every preset builds, trains and round-trips save/load with identical predictions."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -16,9 +17,10 @@ SMALL = {"net_arch": [16, 16]}
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_trains_and_round_trips_save_load(name, tmp_path):
+    # Short episodes: TD7's checkpoints release the updates they defer at episode ends (all of them by step 300).
     model = DDPGExt(
         "MlpPolicy",
-        "Pendulum-v1",
+        gym.make("Pendulum-v1", max_episode_steps=50),
         **preset(name, policy_kwargs=SMALL),
         learning_starts=100,
         action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
@@ -45,6 +47,13 @@ def test_presets_are_what_they_say():
     assert crossq.critic_target is None and crossq.actor.optimizer.defaults["betas"] == (0.5, 0.999)
     ext = DDPGExt("MlpPolicy", "Pendulum-v1", **PRESETS["ext"])
     assert ext.critic_target is None and ext.replay_buffer.n_steps == 3
+    td7 = DDPGExt("MlpPolicy", "Pendulum-v1", **PRESETS["td7"])
+    assert td7.policy.sale is not None and td7.policy.sale.encoder.embedding_dim == 256
+    assert td7.replay_buffer.huber_threshold == 1.0 and td7.replay_buffer.alpha == 0.4
+    assert (td7.tau, td7.target_update_interval, td7.target_value_clipping) == (1.0, 250, True)
+    assert td7._checkpoints is not None and td7._checkpoints.steps_before_checkpointing == 750_000
+    assert td7.critic.actor_q == "mean" and isinstance(td7.critic.q_networks[0][1], th.nn.ELU)
+    assert isinstance(td7.actor.mu[1], th.nn.ReLU)
     simba = DDPGExt("MlpPolicy", "Pendulum-v1", **PRESETS["simba"])
     assert simba.policy.network == "simba" and simba.policy.normalize_observations
     assert isinstance(simba.critic.optimizer, th.optim.AdamW) and simba.critic.optimizer.defaults["weight_decay"] == 0.01
@@ -60,6 +69,6 @@ def test_preset_copies_and_merges_policy_kwargs():
     kwargs = preset("td3", policy_kwargs={"net_arch": [8]}, learning_rate=1e-3)
     assert kwargs["policy_kwargs"] == {"net_arch": [8], "n_critics": 2} and kwargs["learning_rate"] == 1e-3
     assert PRESETS["td3"]["policy_kwargs"]["net_arch"] == [256, 256]
-    names = r"\['crossq', 'd4pg', 'ddpg', 'ext', 'simba', 'td3'\]"
+    names = r"\['crossq', 'd4pg', 'ddpg', 'ext', 'simba', 'td3', 'td7'\]"
     with pytest.raises(ValueError, match=rf"unknown preset 'sac'; presets are {names}"):
         preset("sac")

@@ -53,6 +53,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "td3-n3": ("td3", {"n_steps": 3}),
     "td3-ln": ("td3", {"policy_kwargs": {"layer_norm": True}}),
     "td3-n3-ln": ("td3", {"n_steps": 3, "policy_kwargs": {"layer_norm": True}}),
+    # TD7 ablations: the preset without one of its parts.
+    "td7-no-sale": (
+        "td7",
+        {"policy_kwargs": {"sale": False, "sale_embedding_dim": None, "sale_net_arch": None, "sale_activation_fn": None}},
+    ),
+    "td7-no-lap": ("td7", {"replay_buffer_class": None, "replay_buffer_kwargs": None}),
+    "td7-polyak": ("td7", {"tau": 0.005, "target_update_interval": None, "target_value_clipping": False}),
+    "td7-no-clipping": ("td7", {"target_value_clipping": False}),
+    "td7-no-checkpoints": ("td7", {"policy_checkpoints": False}),
 }
 
 
