@@ -35,6 +35,26 @@ def test_rl_zoo_td3_style_entry():
     assert isinstance(noise, OrnsteinUhlenbeckActionNoise) and np.array_equal(noise._sigma, [0.5, 0.5])
 
 
+def test_a_td7_entry_names_its_classes_and_checkpoints_as_rl_zoo_writes_them():
+    entry = {
+        "n_timesteps": 1000,
+        "policy": "MlpPolicy",
+        "policy_kwargs": "dict(sale=True, critic_activation_fn=nn.ELU, sale_activation_fn=nn.ELU, actor_q='mean')",
+        "replay_buffer_class": "PrioritizedReplayBuffer",
+        "replay_buffer_kwargs": "dict(priority='lap', min_priority=1.0)",
+        "policy_checkpoints": "dict(max_episodes=5)",
+        "target_update_interval": 250,
+    }
+    kwargs = parse_entry("Pendulum-v1", entry).model_kwargs
+    assert (
+        kwargs["policy_kwargs"]["critic_activation_fn"] is th.nn.ELU
+        and kwargs["policy_kwargs"]["sale_activation_fn"] is th.nn.ELU
+    )
+    assert kwargs["policy_checkpoints"] == {"max_episodes": 5} and kwargs["replay_buffer_kwargs"]["priority"] == "lap"
+    model = DDPGExt("MlpPolicy", "Pendulum-v1", **kwargs)
+    assert model._checkpoints is not None and model._checkpoints.max_episodes == 5
+
+
 def test_policy_kwargs_as_yaml_mapping():
     kwargs = parse_policy_kwargs({"net_arch": {"pi": [64], "qf": [400, 300]}, "activation_fn": "ReLU", "n_critics": 2})
     assert kwargs == {"net_arch": {"pi": [64], "qf": [400, 300]}, "activation_fn": th.nn.ReLU, "n_critics": 2}

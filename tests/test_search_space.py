@@ -34,12 +34,18 @@ def _random_trials(space, n_trials, seed=0):
 def test_conditional_dimensions_are_drawn_only_when_their_condition_holds():
     for trial, params in _random_trials(default_search_space("Pendulum-v1"), 60):
         assert params == trial.params
-        assert ("per_alpha" in params) == ("per_beta" in params) == params["prioritized"]
+        assert ("per_alpha" in params) == params["prioritized"]
+        assert ("priority" in params) == (params["prioritized"] and params["critic"] == "plain")
+        assert ("per_beta" in params) == (params["prioritized"] and params.get("priority") != "lap")
+        assert ("net_arch" in params) == ("layer_norm" in params) == (params["network"] == "mlp")
         assert ("noise_std" in params) == (params["noise_type"] != "none")
         assert ("param_noise_distance" in params) == params["param_noise"]
         assert ("target_noise_clip" in params) == (params["target_policy_noise"] > 0)
         assert ("n_atoms" in params) == ("v_min" in params) == (params["critic"] == "categorical")
-        assert ("tau" in params) == (not params["batch_norm"])
+        targets = not params.get("batch_norm", False)
+        assert ("hard_target_interval" in params) == targets
+        assert ("tau" in params) == (targets and params["hard_target_interval"] == 0)
+        assert ("value_clipping" in params) == (targets and params["critic"] == "plain")
 
 
 def test_every_sample_of_the_default_space_builds_a_ddpg_ext_and_its_entry_means_what_was_drawn():
@@ -54,9 +60,18 @@ def test_every_sample_of_the_default_space_builds_a_ddpg_ext_and_its_entry_means
         assert isinstance(model.replay_buffer, PrioritizedReplayBuffer) == params["prioritized"]
         assert isinstance(model.param_noise, AdaptiveParamNoise) == params["param_noise"]
         assert (model.action_noise is None) == (params["noise_type"] == "none")
-        assert model.policy.critic_target is None if params["batch_norm"] else model.tau == params["tau"]
+        if params.get("batch_norm"):
+            assert model.policy.critic_target is None
+        elif params["hard_target_interval"]:
+            assert (model.tau, model.target_update_interval) == (1.0, params["hard_target_interval"])
+        else:
+            assert model.tau == params["tau"] and model.target_update_interval is None
         if params["prioritized"]:
             assert model.replay_buffer.alpha == pytest.approx(params["per_alpha"])
+            assert (model.replay_buffer.huber_threshold is not None) == (params.get("priority") == "lap")
+        assert model.policy.network == params["network"] and (model.policy.sale is not None) == params["sale"]
+        assert (model._checkpoints is not None) == params["policy_checkpoints"]
+        assert model.target_value_clipping == params.get("value_clipping", False)
 
 
 def test_to_kwargs_builds_ddpg_ext_directly():

@@ -20,7 +20,16 @@ from sb3_ddpg_ext.experiments.tuning import ENTRY_ATTR, FAILURE_ATTR, TuningSett
 from sb3_ddpg_ext.experiments.tuning_report import tune_and_report
 
 # Tiny trials: small networks and buffers, a few hundred steps; everything else stays in the search space.
-TINY_SPACE = {"net_arch": "small", "buffer_size": 2_000, "learning_starts": 100, "batch_size": [32, 64]}
+TINY_SPACE = {
+    "net_arch": "small",
+    "buffer_size": 2_000,
+    "learning_starts": 100,
+    "batch_size": [32, 64],
+    # TD7 and SimBa parts at their cheapest: the tests are about the tuning, not the agents.
+    "network": "mlp",
+    "sale": False,
+    "policy_checkpoints": False,
+}
 POSTGRES_URL = os.environ.get("SB3_DDPG_EXT_TEST_POSTGRES_URL")
 State = optuna.trial.TrialState
 
@@ -44,6 +53,7 @@ def test_cli_runs_a_two_trial_study_and_writes_entry_csv_and_plots(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "space.yml").write_text(yaml.safe_dump(TINY_SPACE))
     arguments = ["tune", "--n-trials", "2", "--timesteps", "300", "--n-evaluations", "2", "--n-eval-episodes", "1"]
+    arguments += ["--pruner", "none"]  # both trials complete (pruning is tested below)
     assert main([*arguments, "--search-space", "space.yml", "--n-startup-trials", "1"]) == 0
     out = capsys.readouterr().out
     assert "best trial #" in out
@@ -151,7 +161,7 @@ def test_divergent_and_impossible_trials_end_with_their_reason_and_the_study_goe
 
 
 def test_pruned_trials_stop_early_but_not_in_the_first_third_of_their_budget(tmp_path):
-    settings = _settings(tmp_path, n_trials=6, n_evaluations=3, n_timesteps=600, pruner="median", sampler="random")
+    settings = _settings(tmp_path, n_trials=8, n_evaluations=3, n_timesteps=600, pruner="median", sampler="random")
     study = tune(settings)
     pruned = study.get_trials(states=(State.PRUNED,))
     assert pruned, "no trial was pruned"

@@ -159,6 +159,8 @@ def _convert_model_kwargs(entry: dict[str, Any], source: str) -> dict[str, Any]:
         kwargs["replay_buffer_kwargs"] = parse_dict(kwargs["replay_buffer_kwargs"], "replay_buffer_kwargs", source)
     if "param_noise" in kwargs:
         kwargs["param_noise"] = _param_noise(kwargs["param_noise"], source)
+    if isinstance(kwargs.get("policy_checkpoints"), str):  # RL Zoo's "dict(max_episodes=20)"
+        kwargs["policy_checkpoints"] = parse_dict(kwargs["policy_checkpoints"], "policy_checkpoints", source)
     return kwargs
 
 
@@ -197,6 +199,10 @@ def parse_schedule(value: str, source: str = "entry") -> LinearSchedule:
     return LinearSchedule(start=initial, end=0.0, end_fraction=1.0)
 
 
+# The policy arguments whose values are classes, written by name in hyperparameter files (``nn.ELU``).
+CLASS_VALUED_POLICY_KWARGS = ("activation_fn", "critic_activation_fn", "sale_activation_fn", "optimizer_class")
+
+
 def parse_policy_kwargs(value: str | dict[str, Any], source: str = "entry") -> dict[str, Any]:
     """
     Accept a YAML mapping or RL Zoo's ``"dict(key=value, ...)"`` string, without ``eval``.
@@ -207,8 +213,7 @@ def parse_policy_kwargs(value: str | dict[str, Any], source: str = "entry") -> d
     """
     value = parse_dict(value, "policy_kwargs", source)
     return {
-        key: _resolve_class_name(item, source) if key in ("activation_fn", "optimizer_class") else item
-        for key, item in value.items()
+        key: _resolve_class_name(item, source) if key in CLASS_VALUED_POLICY_KWARGS else item for key, item in value.items()
     }
 
 

@@ -81,6 +81,10 @@ def _is_not(name: str, *values: Any) -> Condition:
     return lambda params: name in params and params[name] not in values
 
 
+def _has_targets(params: Mapping[str, Any]) -> bool:
+    return not params.get("batch_norm", False)
+
+
 def default_search_space(env_id: str | None = None) -> SearchSpace:
     """
     Every argument and extension of DDPGExt worth tuning.
@@ -97,14 +101,15 @@ def default_search_space(env_id: str | None = None) -> SearchSpace:
         "one_minus_gamma": Range(1e-4, 0.1, log=True),
         # RL Zoo's rule: as many gradient steps as environment steps between updates.
         "train_freq": Choice((1, 4, 16, 64)),
-        "net_arch": Choice(tuple(NET_ARCHS)),
+        # SimBa's residual networks come with their own sizes and LayerNorms.
+        "network": Choice(("mlp", "simba")),
+        "net_arch": Choice(tuple(NET_ARCHS), when=_is("network", "mlp")),
+        "sale": Choice((False, True)),
+        "policy_checkpoints": Choice((False, True)),
         "noise_type": Choice(("normal", "ornstein-uhlenbeck", NO_NOISE)),
         "noise_std": Range(0.0, 1.0, when=_is_not("noise_type", NO_NOISE)),
         "param_noise": Choice((False, True)),
         "param_noise_distance": Range(0.05, 0.5, log=True, when=_is("param_noise", True)),
-        "prioritized": Choice((False, True)),
-        "per_alpha": Range(0.2, 1.0, when=_is("prioritized", True)),
-        "per_beta": Range(0.2, 1.0, when=_is("prioritized", True)),
         "n_steps": Choice((1, 3, 5)),
         "n_critics": Choice((1, 2)),
         "policy_delay": Choice((1, 2, 3)),
@@ -112,10 +117,20 @@ def default_search_space(env_id: str | None = None) -> SearchSpace:
         "target_noise_clip": Choice((0.3, 0.5, 1.0), when=_is_not("target_policy_noise", 0.0)),
         "critic": Choice(("plain", "categorical")),
         "n_atoms": Choice((21, 51, 101), when=_is("critic", "categorical")),
-        "layer_norm": Choice((False, True)),
+        "prioritized": Choice((False, True)),
+        # LAP's Huber loss needs a scalar critic.
+        "priority": Choice(("proportional", "lap"), when=lambda params: params["prioritized"] and params["critic"] == "plain"),
+        "per_alpha": Range(0.2, 1.0, when=_is("prioritized", True)),
+        "per_beta": Range(0.2, 1.0, when=lambda params: params["prioritized"] and params.get("priority") != "lap"),
+        "layer_norm": Choice((False, True), when=_is("network", "mlp")),
         # CrossQ: BatchRenorm and no target networks, so no tau.
-        "batch_norm": Choice((False, True)),
-        "tau": Choice((0.001, 0.005, 0.01, 0.02, 0.05), when=_is("batch_norm", False)),
+        "batch_norm": Choice((False, True), when=_is("network", "mlp")),
+        # Target networks averaged by Polyak (0) or copied every so many updates (TD7: 250).
+        "hard_target_interval": Choice((0, 250, 1000), when=_has_targets),
+        "tau": Choice(
+            (0.001, 0.005, 0.01, 0.02, 0.05), when=lambda params: _has_targets(params) and params["hard_target_interval"] == 0
+        ),
+        "value_clipping": Choice((False, True), when=lambda params: _has_targets(params) and params["critic"] == "plain"),
     }
     if env_id in TASKS:
         v_min, v_max = TASKS[env_id].support
@@ -229,7 +244,15 @@ def to_entry(params: Mapping[str, Any], n_timesteps: int) -> dict[str, Any]:
         entry["param_noise"] = _dict_string({"target_distance": params["param_noise_distance"]})
     if params.get("prioritized"):
         entry["replay_buffer_class"] = "PrioritizedReplayBuffer"
-        entry["replay_buffer_kwargs"] = _dict_string({"alpha": params["per_alpha"], "beta": params["per_beta"]})
+        if params.get("priority") == "lap":
+            entry["replay_buffer_kwargs"] = _dict_string({"priority": "lap", "alpha": params["per_alpha"]})
+        else:
+            entry["replay_buffer_kwargs"] = _dict_string({"alpha": params["per_alpha"], "beta": params["per_beta"]})
+    if params.get("hard_target_interval", 0) > 0:
+        entry["tau"], entry["target_update_interval"] = 1.0, params["hard_target_interval"]
+    for name, key in (("value_clipping", "target_value_clipping"), ("policy_checkpoints", "policy_checkpoints")):
+        if params.get(name):
+            entry[key] = True
     entry["policy_kwargs"] = _dict_string(_policy_kwargs(params))
     return entry
 
@@ -248,8 +271,11 @@ def to_kwargs(params: Mapping[str, Any], action_dim: int) -> dict[str, Any]:
 
 
 def _policy_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
-    policy_kwargs: dict[str, Any] = {"net_arch": NET_ARCHS[params.get("net_arch", "big")]}
-    for name in ("n_critics", "layer_norm", "batch_norm"):
+    if params.get("network") == "simba":
+        policy_kwargs: dict[str, Any] = {"network": "simba"}
+    else:
+        policy_kwargs = {"net_arch": NET_ARCHS[params.get("net_arch", "big")]}
+    for name in ("n_critics", "layer_norm", "batch_norm", "sale"):
         if name in params:
             policy_kwargs[name] = params[name]
     if params.get("critic") == "categorical":
