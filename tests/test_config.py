@@ -45,13 +45,12 @@ def test_a_td7_entry_names_its_classes_and_checkpoints_as_rl_zoo_writes_them():
         "policy_checkpoints": "dict(max_episodes=5)",
         "target_update_interval": 250,
     }
-    kwargs = parse_entry("Pendulum-v1", entry).model_kwargs
-    assert (
-        kwargs["policy_kwargs"]["critic_activation_fn"] is th.nn.ELU
-        and kwargs["policy_kwargs"]["sale_activation_fn"] is th.nn.ELU
-    )
+    config = parse_entry("Pendulum-v1", entry)
+    kwargs = config.model_kwargs
+    assert kwargs["policy_kwargs"]["critic_activation_fn"] is th.nn.ELU
+    assert kwargs["policy_kwargs"]["sale_activation_fn"] is th.nn.ELU
     assert kwargs["policy_checkpoints"] == {"max_episodes": 5} and kwargs["replay_buffer_kwargs"]["priority"] == "lap"
-    model = DDPGExt("MlpPolicy", "Pendulum-v1", **kwargs)
+    model = build_model(config, seed=0)
     assert model._checkpoints is not None and model._checkpoints.max_episodes == 5
 
 
