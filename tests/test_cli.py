@@ -146,3 +146,10 @@ def test_a_model_for_another_env_is_a_clean_error(tmp_path, hyperparams, capsys)
     capsys.readouterr()
     assert main(["eval", "--env", "MountainCarContinuous-v0", "--model", str(tmp_path / "m")]) == 2
     assert "cannot be loaded for env 'MountainCarContinuous-v0'" in capsys.readouterr().err
+
+
+def test_benchmark_list_algos_offers_every_preset_and_the_td7_ablations(capsys):
+    assert main(["benchmark", "--list-algos"]) == 0
+    names = capsys.readouterr().out.split()
+    for name in ("ddpg", "td3", "d4pg", "crossq", "ext", "td7", "simba", "td7-no-sale", "td7-no-lap", "td7-no-checkpoints"):
+        assert f"ddpg-ext-{name}" in names

@@ -162,3 +162,12 @@ def test_sale_needs_features_without_parameters():
     env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=False)
     with pytest.raises(ValueError, match=r"`sale=True` needs a features extractor without parameters.*NatureCNN"):
         DDPGExt("CnnPolicy", env, buffer_size=100, policy_kwargs=dict(sale=True))
+
+
+def test_moving_the_policy_keeps_every_network_on_the_policys_encoders():
+    model = _model()
+    model.policy.to("cpu")
+    policy = model.policy
+    assert policy.actor.sale is policy.sale.fixed and policy.critic_target.sale is policy.sale.fixed_target
+    assert all(parameter.device.type == "cpu" for parameter in policy.sale.parameters())
+    model.learn(10, reset_num_timesteps=False)

@@ -78,8 +78,8 @@ class Critic(BaseModel):
         all of them (TD7)
     """
 
-    features_extractor: BaseFeaturesExtractor
     sale: SaleEncoder | None
+    features_extractor: BaseFeaturesExtractor
 
     def __init__(
         self,
