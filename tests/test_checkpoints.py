@@ -147,3 +147,26 @@ def test_several_envs_and_an_eval_callback_work_with_checkpoints(tmp_path):
 def test_bad_checkpoint_settings_are_refused_naming_the_parameter(setting, pattern):
     with pytest.raises((TypeError, ValueError), match=pattern):
         DDPGExt("MlpPolicy", "Pendulum-v1", policy_checkpoints=setting)
+
+
+def test_the_checkpoint_keeps_the_observation_statistics_it_was_assessed_with_and_the_policy_saves_alone(tmp_path):
+    model = _model(policy_kwargs=dict(network="simba", net_arch=dict(pi=[8], qf=[8])))
+    model.learn(80)  # the first checkpoint at step 80
+    checkpoint = model.policy.checkpoint
+    assert checkpoint.taken and checkpoint.actor.features_extractor.normalizer is not model.policy.observation_norm
+    snapshot = checkpoint.actor.features_extractor.normalizer.running_mean.clone()
+    model.learn(10, reset_num_timesteps=False)  # the statistics move on, the checkpoint's do not
+    assert not th.equal(model.policy.observation_norm.running_mean, snapshot)
+    assert th.equal(checkpoint.actor.features_extractor.normalizer.running_mean, snapshot)
+    model.policy.save(tmp_path / "policy.pth")
+    loaded = type(model.policy).load(tmp_path / "policy.pth")
+    assert loaded.checkpoint.taken
+    observations = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(
+        loaded.predict(observations, deterministic=True)[0], model.predict(observations, deterministic=True)[0]
+    )
+
+
+def test_checkpoint_is_set_by_the_algorithm_not_by_policy_kwargs():
+    with pytest.raises(ValueError, match=r"`policy_kwargs` has unknown key\(s\) \['checkpoint'\]"):
+        DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(checkpoint=True))

@@ -128,12 +128,11 @@ def test_save_load_restores_every_encoder_and_the_encoders_optimizer(tmp_path):
     "kwargs",
     [
         dict(policy_kwargs=dict(critic="categorical", n_atoms=11, v_min=-50.0, v_max=0.0, n_critics=2)),
-        dict(policy_kwargs=dict(target_networks=False, batch_norm=True)),
         dict(policy_kwargs=dict(network="simba", net_arch=dict(pi=[16], qf=[16, 16]))),
-        dict(n_steps=3, policy_kwargs=dict(critic_activation_fn=nn.ELU, n_critics=2)),
+        dict(policy_kwargs=dict(critic_activation_fn=nn.ELU, n_critics=2)),
         dict(env=make_vec_env("Pendulum-v1", n_envs=2, seed=0)),
     ],
-    ids=["categorical", "crossq", "simba", "3-step-elu-critics", "two-envs"],
+    ids=["categorical", "simba", "elu-critics", "two-envs"],
 )
 def test_sale_composes_with_the_other_extensions(kwargs):
     model = _model(**kwargs)
@@ -149,6 +148,8 @@ def test_sale_composes_with_the_other_extensions(kwargs):
         (dict(sale=True, sale_net_arch=[16, -1]), r"`sale_net_arch` must be a list of positive integers"),
         (dict(sale=True, sale_embedding_dim=0), r"`sale_embedding_dim` must be an integer >= 1, got 0"),
         (dict(actor_q="max"), r"`actor_q` must be one of \['first', 'mean'\], got 'max'"),
+        (dict(sale=True, batch_norm=True), r"`sale=True` needs target networks"),
+        (dict(sale=True, target_networks=False), r"`sale=True` needs target networks"),
     ],
 )
 def test_bad_sale_settings_are_refused_naming_the_parameter(policy_kwargs, pattern):
@@ -171,3 +172,16 @@ def test_moving_the_policy_keeps_every_network_on_the_policys_encoders():
     assert policy.actor.sale is policy.sale.fixed and policy.critic_target.sale is policy.sale.fixed_target
     assert all(parameter.device.type == "cpu" for parameter in policy.sale.parameters())
     model.learn(10, reset_num_timesteps=False)
+
+
+def test_sale_with_n_step_returns_is_refused_one_step_model():
+    with pytest.raises(ValueError, match=r"`sale=True` learns a one-step dynamics model.*n_steps=3"):
+        DDPGExt("MlpPolicy", "Pendulum-v1", n_steps=3, policy_kwargs=dict(sale=True))
+
+
+def test_parameter_noise_explores_with_the_live_fixed_encoder():
+    from sb3_ddpg_ext import AdaptiveParamNoise
+
+    model = _model(tau=1.0, target_update_interval=5, param_noise=AdaptiveParamNoise(), steps=150)
+    perturbed = model.param_noise.perturbed_actor
+    assert perturbed is not None and perturbed.sale is model.policy.sale.fixed

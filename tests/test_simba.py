@@ -113,6 +113,7 @@ def test_several_envs_update_the_statistics_with_every_env():
         (dict(network="simba", batch_norm=True), r"remove batch_norm=True"),
         (dict(network="simba", activation_fn=nn.Tanh), r"remove activation_fn="),
         (dict(network="simba", net_arch=[64, 32]), r"one width repeated"),
+        (dict(network="simba", critic_activation_fn=nn.ELU), r"remove critic_activation_fn="),
         (dict(normalize_observations="yes"), r"`normalize_observations` must be a bool or None, got 'yes'"),
     ],
 )

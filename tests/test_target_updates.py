@@ -118,3 +118,10 @@ def test_lap_max_priority_is_reset_at_each_target_update():
 def test_bad_target_settings_are_refused_at_construction(kwargs, pattern):
     with pytest.raises((TypeError, ValueError), match=pattern):
         DDPGExt("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_with_polyak_averaging_lap_keeps_its_running_max_as_the_lap_paper():
+    model = _model(replay_buffer_class=PrioritizedReplayBuffer, replay_buffer_kwargs=dict(priority="lap"))
+    model.replay_buffer.priorities.max_priority = 1e6
+    model.train(gradient_steps=3, batch_size=32)
+    assert model.replay_buffer.max_priority == 1e6

@@ -156,9 +156,11 @@ def perturbed_copy(actor: nn.Module, std: float, out: nn.Module | None = None) -
     :param out: a previous copy to overwrite instead of allocating a new one
     """
     if out is None:
-        # SB3 hangs the optimizer on the network: the copy does not need one.
-        optimizer = getattr(actor, "optimizer", None)
-        out = copy.deepcopy(actor, memo={} if optimizer is None else {id(optimizer): None})
+        # SB3 hangs the optimizer on the network: the copy does not need one. A module the actor reads but does not
+        # own (SALE's fixed encoder, renewed at target updates) is shared, so that the copy reads the live one.
+        optimizer, encoder = getattr(actor, "optimizer", None), getattr(actor, "sale", None)
+        memo = {id(held): shared for held, shared in ((optimizer, None), (encoder, encoder)) if held is not None}
+        out = copy.deepcopy(actor, memo=memo)
     with th.no_grad():
         for source, target in zip(actor.modules(), out.modules(), strict=True):
             for name, parameter in source.named_parameters(recurse=False):

@@ -18,7 +18,7 @@ drawn with probability :math:`P(i) = p_i^\alpha / \sum_k p_k^\alpha`, with the i
 critics; no importance weights (all 1), and the critic is trained with the Huber loss of threshold ``m``
 (:attr:`LossAdjustedPriorities.huber_threshold`): the paper shows that this pair has the expected gradient of a
 uniformly sampled loss, which is why no correction is needed. The running maximum that new transitions get is reset
-to the largest stored priority at each target update (TD7's ``reset_max_priority``).
+to the largest stored priority at each periodic target update (TD7's ``reset_max_priority``).
 """
 
 from typing import ClassVar

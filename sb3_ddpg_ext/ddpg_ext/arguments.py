@@ -14,13 +14,14 @@ from sb3_ddpg_ext.common.validation import (
     check_known_keys,
     check_range,
 )
+from sb3_ddpg_ext.ddpg_ext.critics import check_loss_settings
 from sb3_ddpg_ext.ddpg_ext.policies import DDPGExtPolicy
 
 if TYPE_CHECKING:
     from sb3_ddpg_ext.ddpg_ext.ddpg_ext import DDPGExt
 
 # Arguments the algorithm passes to the policy itself; they are not for ``policy_kwargs``.
-_POLICY_ARGUMENTS_SET_BY_ALGORITHM = ("observation_space", "action_space", "lr_schedule")
+_POLICY_ARGUMENTS_SET_BY_ALGORITHM = ("observation_space", "action_space", "lr_schedule", "checkpoint")
 
 
 def check_policy(policy: Any, aliases: dict[str, type[BasePolicy]]) -> None:
@@ -64,3 +65,17 @@ def check_arguments(model: "DDPGExt") -> None:
         model.policy_kwargs,
         accepted_keyword_arguments(model.policy_class, skip=_POLICY_ARGUMENTS_SET_BY_ALGORITHM),
     )
+
+
+def check_parts_fit(model: "DDPGExt") -> None:
+    """After the buffer and the policy are built: the critic type supports the loss the buffer and the value clipping
+    ask for, and SALE's one-step dynamics model gets one-step transitions."""
+    check_loss_settings(
+        type(model.policy.critic), getattr(model.replay_buffer, "huber_threshold", None), model.target_value_clipping
+    )
+    n_steps = getattr(model.replay_buffer, "n_steps", 1)
+    if model.policy.sale is not None and n_steps > 1:
+        raise InvalidValueError(
+            f"`sale=True` learns a one-step dynamics model from the batches' next observations, which are "
+            f"{n_steps} steps ahead with `n_steps={n_steps}`: use n_steps=1 with SALE"
+        )

@@ -19,9 +19,9 @@ from sb3_ddpg_ext.common.validation import (
     check_bounded_box_action_space,
 )
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
-from sb3_ddpg_ext.ddpg_ext.arguments import check_arguments, check_policy
+from sb3_ddpg_ext.ddpg_ext.arguments import check_arguments, check_parts_fit, check_policy
 from sb3_ddpg_ext.ddpg_ext.checkpoints import make_policy_checkpoints
-from sb3_ddpg_ext.ddpg_ext.critics import Critic, check_loss_settings
+from sb3_ddpg_ext.ddpg_ext.critics import Critic
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
 from sb3_ddpg_ext.ddpg_ext.target_values import TargetValueRange
@@ -205,13 +205,12 @@ class DDPGExt(OffPolicyAlgorithm):
         if self.replay_buffer is None:
             # Also for a custom class, n_steps/gamma are handed over (SB3 ignores n_steps there).
             self.replay_buffer = make_replay_buffer(self)
-        policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
+        checkpoint = self._checkpoints is not None  # the policy keeps the checkpoint actor (and saves it)
+        policy_kwargs = {**self.policy_kwargs, "checkpoint": True} if checkpoint else self.policy_kwargs
+        policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **policy_kwargs)
         self.policy = policy.to(self.device)  # type: ignore[assignment]
         self._convert_train_freq()
-        if self._checkpoints is not None:
-            self.policy.enable_checkpoints()
-        huber_threshold = getattr(self.replay_buffer, "huber_threshold", None)
-        check_loss_settings(type(self.policy.critic), huber_threshold, self.target_value_clipping)
+        check_parts_fit(self)
 
     # SB3's names for the networks (as TD3's aliases), read from the policy: replacing one there is seen here.
     @property
@@ -240,7 +239,8 @@ class DDPGExt(OffPolicyAlgorithm):
         a batch; the critics' TD targets from the target networks; one critic step, whose per-sample errors are the
         new priorities of prioritized replay; every ``policy_delay`` updates one actor step on the deterministic
         policy gradient; the target networks' Polyak averaging with it, or every ``target_update_interval`` updates,
-        where TD7's value range and LAP's maximum priority are renewed too.
+        where TD7's value range and SALE's fixed encoders are renewed too (and, with ``target_update_interval``, LAP's
+        maximum priority).
         """
         assert self.replay_buffer is not None
         if self._checkpoints is not None:  # TD7: no update while the current policy is assessed
@@ -295,12 +295,13 @@ class DDPGExt(OffPolicyAlgorithm):
             self._checkpoints.after_updates(n_updates_before, self._n_updates)
 
     def _update_targets(self, averaging: TargetAveraging, prioritized: PrioritizedSampling | None) -> None:
-        """The target networks' averaging, and what TD7 renews with it: encoders, value range, LAP's max priority."""
+        """The target networks' averaging, and what TD7 renews with it: encoders, value range, LAP's max priority
+        (at periodic target updates only: with Polyak averaging at every update it would scan the buffer each time)."""
         averaging.update(self.tau)
         self.policy.refresh_encoders()
         if self._value_range is not None:
             self._value_range.roll()
-        if prioritized is not None:
+        if prioritized is not None and self.target_update_interval is not None:  # TD7's periodic targets only
             prioritized.reset_max_priority()
 
     def _bootstrap_discounts(self, batch: ReplayBufferSamples) -> th.Tensor:

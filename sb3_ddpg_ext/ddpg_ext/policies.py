@@ -94,6 +94,8 @@ class DDPGExtPolicy(TD3Policy):
         actor)
     :param actor_q: what the actor ascends: ``"first"``, the first critic's Q (TD3, SB3), or ``"mean"``, the mean over
         the critics (TD7)
+    :param checkpoint: keep a checkpoint policy (TD7, :class:`~sb3_ddpg_ext.ddpg_ext.checkpoints.CheckpointActor`),
+        which ``predict`` acts with once one is taken; set by the algorithm from its ``policy_checkpoints``
     """
 
     default_features_extractor_class: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
@@ -137,6 +139,7 @@ class DDPGExtPolicy(TD3Policy):
         sale_activation_fn: type[nn.Module] | None = None,
         critic_activation_fn: type[nn.Module] | None = None,
         actor_q: str = "first",
+        checkpoint: bool = False,
     ):
         check_int("n_critics", n_critics, 1)
         if target_networks is not None and not isinstance(target_networks, bool):
@@ -153,13 +156,20 @@ class DDPGExtPolicy(TD3Policy):
         )
         self.network = network
         self.normalize_observations = (network == "simba") if normalize_observations is None else normalize_observations
-        net_arch = check_network(network, self.normalize_observations, net_arch, activation_fn, self.normalization)
+        net_arch = check_network(
+            network, self.normalize_observations, net_arch, activation_fn, self.normalization, critic_activation_fn
+        )
         check_observation_normalization(self.normalize_observations, observation_space)
         self.sale_options = sale_options(
-            sale, embedding_dim=sale_embedding_dim, net_arch=sale_net_arch, activation_fn=sale_activation_fn
+            sale,
+            self.target_networks,
+            embedding_dim=sale_embedding_dim,
+            net_arch=sale_net_arch,
+            activation_fn=sale_activation_fn,
         )
         self.critic_activation_fn = critic_activation_fn
         self.actor_q = check_actor_q(actor_q)
+        self.has_checkpoint = checkpoint
         # Set before nn.Module.__init__ (plain attributes are allowed there): TD3Policy builds the critic
         # inside its constructor, through make_critic.
         self.critic_options = critic_options(critic, n_atoms=n_atoms, v_min=v_min, v_max=v_max)
@@ -265,12 +275,6 @@ class DDPGExtPolicy(TD3Policy):
         extract = partial(self.critic.extract_features, features_extractor=self.critic.features_extractor)
         return self.sale.train_step(extract(batch.observations), batch.actions, extract(batch.next_observations))
 
-    def enable_checkpoints(self) -> None:
-        """Keep a checkpoint policy (TD7, :class:`CheckpointActor`), which ``predict`` acts with once one is taken."""
-        if "checkpoint" not in self._modules:
-            encoder = None if self.sale is None else copy.deepcopy(self.sale.fixed)
-            self.checkpoint = CheckpointActor(self.make_actor(), encoder)
-
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         # predict(), evaluate_policy and EvalCallback act with TD7's checkpoint once taken (as TD7 evaluates).
         checkpoint = self._modules.get("checkpoint")
@@ -290,6 +294,19 @@ class DDPGExtPolicy(TD3Policy):
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.sale = None if self.sale_options is None else self._make_sale(lr_schedule)
+        self._build_networks(lr_schedule)
+        if self.has_checkpoint:
+            self.checkpoint = self._make_checkpoint()
+
+    def _make_checkpoint(self) -> CheckpointActor:
+        """A checkpoint actor with its own copies of what the actor reads: SALE's fixed encoder, the observation
+        statistics (the checkpoint acts as the policy did when it was assessed, whatever the statistics become)."""
+        actor = self.make_actor()
+        if self.normalize_observations:
+            actor.features_extractor.normalizer = copy.deepcopy(self.observation_norm)
+        return CheckpointActor(actor, None if self.sale is None else copy.deepcopy(self.sale.fixed))
+
+    def _build_networks(self, lr_schedule: Schedule) -> None:
         if self.target_networks:
             super()._build(lr_schedule)
             if self.sale is not None:  # built with the fixed encoder, the targets read the fixed-target one
@@ -365,6 +382,7 @@ class DDPGExtPolicy(TD3Policy):
             **{f"sale_{name}": value for name, value in (self.sale_options or {}).items()},
             "critic_activation_fn": self.critic_activation_fn,
             "actor_q": self.actor_q,
+            "checkpoint": self.has_checkpoint,
         }
 
 

@@ -41,6 +41,7 @@ def check_network(
     net_arch: list[int] | dict[str, list[int]] | None,
     activation_fn: type[nn.Module],
     normalization: dict[str, Any],
+    critic_activation_fn: type[nn.Module] | None = None,
 ) -> list[int] | dict[str, list[int]] | None:
     """Check the network kind and its options; the ``net_arch`` to build with (SimBa's default for SimBa)."""
     if network not in NETWORKS:
@@ -49,11 +50,10 @@ def check_network(
         raise InvalidTypeError(f"`normalize_observations` must be a bool or None, got {normalize_observations!r}")
     if network != "simba":
         return net_arch
-    clashing = [name for name in ("layer_norm", "actor_layer_norm", "batch_norm") if normalization[name]]
-    if clashing or activation_fn is not nn.ReLU:
-        given = [f"{name}=True" for name in clashing] + (
-            [f"activation_fn={activation_fn}"] if activation_fn is not nn.ReLU else []
-        )
+    given = [f"{name}=True" for name in ("layer_norm", "actor_layer_norm", "batch_norm") if normalization[name]]
+    given += [f"activation_fn={activation_fn}"] if activation_fn is not nn.ReLU else []
+    given += [f"critic_activation_fn={critic_activation_fn}"] if critic_activation_fn is not None else []
+    if given:
         raise InvalidValueError(f"`network='simba'` has its own LayerNorms and ReLUs: remove {', '.join(given)}")
     return dict(SIMBA_NET_ARCH) if net_arch is None else net_arch
 
@@ -80,13 +80,18 @@ def check_observation_normalization(normalize_observations: bool, observation_sp
         )
 
 
-def sale_options(sale: Any, **given: Any) -> dict[str, Any] | None:
+def sale_options(sale: Any, target_networks: bool, **given: Any) -> dict[str, Any] | None:
     """
     Check TD7's SALE switch and its options (None: not given; they need ``sale=True``); the encoder's keyword
     arguments with TD7's defaults, or None without SALE.
     """
     if not isinstance(sale, bool):
         raise InvalidTypeError(f"`sale` must be a bool, got {sale!r}")
+    if sale and not target_networks:
+        raise InvalidValueError(
+            "`sale=True` needs target networks (their fixed-target encoder): not with `target_networks=False` or "
+            "`batch_norm=True`"
+        )
     given = {key: value for key, value in given.items() if value is not None}
     if not sale:
         if given:
