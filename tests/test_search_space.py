@@ -46,6 +46,7 @@ def test_conditional_dimensions_are_drawn_only_when_their_condition_holds():
         assert ("hard_target_interval" in params) == targets
         assert ("tau" in params) == (targets and params["hard_target_interval"] == 0)
         assert ("value_clipping" in params) == (targets and params["critic"] == "plain")
+        assert ("sale" in params) == (targets and params["n_steps"] == 1)
 
 
 def test_every_sample_of_the_default_space_builds_a_ddpg_ext_and_its_entry_means_what_was_drawn():
@@ -69,7 +70,7 @@ def test_every_sample_of_the_default_space_builds_a_ddpg_ext_and_its_entry_means
         if params["prioritized"]:
             assert model.replay_buffer.alpha == pytest.approx(params["per_alpha"])
             assert (model.replay_buffer.huber_threshold is not None) == (params.get("priority") == "lap")
-        assert model.policy.network == params["network"] and (model.policy.sale is not None) == params["sale"]
+        assert model.policy.network == params["network"] and (model.policy.sale is not None) == params.get("sale", False)
         assert (model._checkpoints is not None) == params["policy_checkpoints"]
         assert model.target_value_clipping == params.get("value_clipping", False)
 

@@ -161,7 +161,7 @@ def test_divergent_and_impossible_trials_end_with_their_reason_and_the_study_goe
 
 
 def test_pruned_trials_stop_early_but_not_in_the_first_third_of_their_budget(tmp_path):
-    settings = _settings(tmp_path, n_trials=8, n_evaluations=3, n_timesteps=600, pruner="median", sampler="random")
+    settings = _settings(tmp_path, n_trials=10, n_evaluations=3, n_timesteps=600, pruner="median", sampler="random")
     study = tune(settings)
     pruned = study.get_trials(states=(State.PRUNED,))
     assert pruned, "no trial was pruned"

@@ -104,7 +104,6 @@ def default_search_space(env_id: str | None = None) -> SearchSpace:
         # SimBa's residual networks come with their own sizes and LayerNorms.
         "network": Choice(("mlp", "simba")),
         "net_arch": Choice(tuple(NET_ARCHS), when=_is("network", "mlp")),
-        "sale": Choice((False, True)),
         "policy_checkpoints": Choice((False, True)),
         "noise_type": Choice(("normal", "ornstein-uhlenbeck", NO_NOISE)),
         "noise_std": Range(0.0, 1.0, when=_is_not("noise_type", NO_NOISE)),
@@ -130,6 +129,8 @@ def default_search_space(env_id: str | None = None) -> SearchSpace:
         "tau": Choice(
             (0.001, 0.005, 0.01, 0.02, 0.05), when=lambda params: _has_targets(params) and params["hard_target_interval"] == 0
         ),
+        # SALE learns a one-step model and reads a fixed-target encoder: 1-step returns, target networks.
+        "sale": Choice((False, True), when=lambda params: _has_targets(params) and params["n_steps"] == 1),
         "value_clipping": Choice((False, True), when=lambda params: _has_targets(params) and params["critic"] == "plain"),
     }
     if env_id in TASKS:
