@@ -21,15 +21,23 @@ from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 FAST = dict(learning_starts=100, batch_size=32, buffer_size=2_000, seed=4)
 
 
-def _mlp(squash: bool, sizes=(5, [16, 12], 3)) -> nn.Sequential:
+def _mlp(squash: bool, sizes=(5, [16, 12], 3), layer_norm: bool = False) -> nn.Sequential:
     th.manual_seed(0)
-    return nn.Sequential(*create_mlp(sizes[0], sizes[2], sizes[1], squash_output=squash))
+    post = [nn.LayerNorm] if layer_norm else None
+    network = nn.Sequential(*create_mlp(sizes[0], sizes[2], sizes[1], squash_output=squash, post_linear_modules=post))
+    with th.no_grad():  # LayerNorm's affine parameters away from their (1, 0) initialisation
+        for layer in network:
+            if isinstance(layer, nn.LayerNorm):
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.uniform_(-0.5, 0.5)
+    return network
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("contiguous_inputs", [False, True])
 @pytest.mark.parametrize("squash", [False, True])
-def test_forward_and_gradients_equal_autograd(squash, contiguous_inputs):
-    network = _mlp(squash)
+def test_forward_and_gradients_equal_autograd(squash, contiguous_inputs, layer_norm):
+    network = _mlp(squash, layer_norm=layer_norm)
     lean = LeanMLP(network)
     inputs = th.randn(9, 5, requires_grad=True)
     output_gradients = th.randn(9, 3)
@@ -70,7 +78,8 @@ def test_forward_follows_in_place_parameter_updates():
     "network",
     [
         nn.Sequential(*create_mlp(4, 1, [8], activation_fn=nn.Tanh)),
-        nn.Sequential(*create_mlp(4, 1, [8], post_linear_modules=[nn.LayerNorm])),
+        nn.Sequential(*create_mlp(4, 1, [8], pre_linear_modules=[nn.LayerNorm])),
+        nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8, elementwise_affine=False), nn.ReLU(), nn.Linear(8, 1)),
         nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 1)),
         nn.Sequential(nn.Linear(4, 8), nn.ReLU()),
         nn.Linear(4, 1),
@@ -136,6 +145,13 @@ def _record_priorities(buffer) -> list[th.Tensor]:
 @pytest.mark.parametrize(
     "kwargs",
     [
+        # LayerNorm critics (and actor): LayerNorm's backward derived by hand too.
+        dict(
+            policy_kwargs=dict(net_arch=[32, 32], n_critics=2, layer_norm=True, actor_layer_norm=True),
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+        ),
         dict(policy_kwargs=dict(net_arch=[32, 32])),
         dict(
             policy_kwargs=dict(net_arch=[32, 32], n_critics=2),
@@ -171,6 +187,7 @@ def _record_priorities(buffer) -> list[th.Tensor]:
         ),
     ],
     ids=[
+        "td3-layer-norm",
         "ddpg",
         "td3",
         "td3-three-actions",
@@ -215,9 +232,9 @@ def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(k
 @pytest.mark.parametrize(
     "policy_kwargs",
     [
-        dict(layer_norm=True),
         dict(batch_norm=True),
         dict(activation_fn=nn.Tanh),
+        dict(network="simba"),
     ],
 )
 def test_policies_the_fast_backend_cannot_run_train_with_the_specification(policy_kwargs):

@@ -22,13 +22,25 @@ class _Layer(NamedTuple):
     narrow_input: bool
 
 
+class _Norm(NamedTuple):
+    """A LayerNorm after a hidden linear layer: its affine parameters as columns, their gradients, its epsilon."""
+
+    column_weight: th.Tensor
+    column_bias: th.Tensor
+    weight_gradient: th.Tensor
+    bias_gradient: th.Tensor
+    eps: float
+
+
 class LeanMLP:
     """
     The layers of an ``nn.Sequential`` built by SB3's ``create_mlp`` with ReLU activations (``Linear, ReLU,
-    ..., Linear``, optionally ending in ``Tanh``), run with hand-derived gradients instead of autograd.
+    ..., Linear``, optionally ending in ``Tanh``; with ``post_linear_modules=[nn.LayerNorm]``, ``Linear, LayerNorm,
+    ReLU, ...``), run with hand-derived gradients instead of autograd.
 
-    The same arithmetic as autograd (``addmm`` forward; ``grad_W = g^T x``, ``grad_b = sum(g)``, ``grad_x = g W``,
-    ReLU's ``g [y > 0]`` and tanh's ``g (1 - y^2)``) without building a graph, in place where autograd would allocate,
+    The same maths as autograd (``addmm`` forward; ``grad_W = g^T x``, ``grad_b = sum(g)``, ``grad_x = g W``,
+    ReLU's ``g [y > 0]``, tanh's ``g (1 - y^2)``, LayerNorm's ``(g' - mean(g') - x^ mean(g' x^)) / sigma`` with
+    ``g' = gamma g`` over the features) without building a graph, in place where autograd would allocate,
     and into preallocated tensors: the gradients, and the hidden activations and their gradients, which every pass
     with the same batch size reuses. Activations are kept feature-major (``features x batch``), and so are inputs and
     outputs, so that networks chained by hand (actor into critic) need no transposed copies between them.
@@ -54,20 +66,40 @@ class LeanMLP:
         layers = list(network)  # type: ignore[call-overload]
         self.linears: list[nn.Linear] = [layer for layer in layers if isinstance(layer, nn.Linear)]
         self.squashed = isinstance(layers[-1], nn.Tanh)
-        self.parameters: list[th.Tensor] = [tensor for layer in self.linears for tensor in (layer.weight, layer.bias)]
+        # The module's parameters in its own order (the optimizers' order): each Linear's, then its LayerNorm's.
+        self.parameters: list[th.Tensor] = [tensor for layer in layers for tensor in layer.parameters()]
         self.gradients: list[th.Tensor] = [th.zeros_like(tensor) for tensor in self.parameters]
+        gradient_of = {id(tensor): gradient for tensor, gradient in zip(self.parameters, self.gradients, strict=True)}
         self._layers = [
             _Layer(
                 weight=layer.weight.detach(),
                 transposed_weight=layer.weight.detach().t(),
                 column_bias=layer.bias.detach().unsqueeze(1),
-                weight_gradient=self.gradients[2 * index],
-                bias_gradient=self.gradients[2 * index + 1],
+                weight_gradient=gradient_of[id(layer.weight)],
+                bias_gradient=gradient_of[id(layer.bias)],
                 # A narrow input (observations): (x g^T)^T is faster than g x^T for a handful of columns.
                 narrow_input=layer.in_features < layer.out_features,
             )
-            for index, layer in enumerate(self.linears)
+            for layer in self.linears
         ]
+        # The LayerNorm after each hidden linear layer, or None.
+        self._norms: list[_Norm | None] = []
+        for index, layer in enumerate(layers):
+            if isinstance(layer, nn.Linear) and len(self._norms) < len(self.linears) - 1:
+                norm = layers[index + 1]
+                self._norms.append(
+                    None
+                    if not isinstance(norm, nn.LayerNorm)
+                    else _Norm(
+                        column_weight=norm.weight.detach().unsqueeze(1),
+                        column_bias=norm.bias.detach().unsqueeze(1),
+                        weight_gradient=gradient_of[id(norm.weight)].unsqueeze(1),
+                        bias_gradient=gradient_of[id(norm.bias)].unsqueeze(1),
+                        eps=norm.eps,
+                    )
+                )
+        # What each LayerNorm's backward needs from the last forward pass: the normalised values and 1 / sigma.
+        self._normalized: list[tuple[th.Tensor, th.Tensor] | None] = [None] * len(self._norms)
         self._activation_pool: BufferPool = {} if activation_pool is None else activation_pool
         self._gradient_pool: BufferPool = {} if gradient_pool is None else gradient_pool
         self._batch_size = 0
@@ -84,11 +116,18 @@ class LeanMLP:
         layers = list(network)
         if type(layers[-1]) is nn.Tanh:
             layers = layers[:-1]
-        expected = [nn.Linear if index % 2 == 0 else nn.ReLU for index in range(len(layers))]
+        # LayerNorms with their affine parameters, over the last dimension, may follow the hidden linear layers.
+        norms = [layer for layer in layers if type(layer) is nn.LayerNorm]
+        plain = [layer for layer in layers if type(layer) is not nn.LayerNorm]
+        expected = [nn.Linear if index % 2 == 0 else nn.ReLU for index in range(len(plain))]
+        after_linear = all(type(layers[layers.index(norm) - 1]) is nn.Linear for norm in norms)
         return (
-            len(layers) % 2 == 1
-            and [type(layer) for layer in layers] == expected
-            and all(layer.bias is not None for layer in layers if isinstance(layer, nn.Linear))
+            len(plain) % 2 == 1
+            and [type(layer) for layer in plain] == expected
+            and all(layer.bias is not None for layer in plain if isinstance(layer, nn.Linear))
+            and after_linear
+            and type(layers[-1]) is nn.Linear
+            and all(norm.elementwise_affine and norm.bias is not None and len(norm.normalized_shape) == 1 for norm in norms)
         )
 
     def _allocate(self, batch_size: int) -> None:
@@ -122,8 +161,12 @@ class LeanMLP:
             self._allocate(inputs.shape[1])
         hidden = inputs
         activations = [hidden]
-        for layer, buffer in zip(self._layers, self._hidden, strict=False):  # the hidden layers: all but the last
-            hidden = th.addmm(layer.column_bias, layer.weight, hidden, out=buffer).relu_()
+        for index, (layer, buffer) in enumerate(zip(self._layers, self._hidden, strict=False)):  # all but the last
+            hidden = th.addmm(layer.column_bias, layer.weight, hidden, out=buffer)
+            norm = self._norms[index]
+            if norm is not None:  # written back into the buffer: the backward reads the hidden layers from there
+                hidden = self._layer_norm(index, norm, hidden, out=buffer)
+            hidden = hidden.relu_()
             activations.append(hidden)
         last = self._layers[-1]
         outputs = th.addmm(last.column_bias, last.weight, hidden)
@@ -159,12 +202,34 @@ class LeanMLP:
                 self._parameter_gradients(layer, layer_input, gradient, self._hidden_transposed[index - 1])
             gradient = th.mm(layer.transposed_weight, gradient, out=self._hidden_gradients[index - 1])
             relu_backward_(gradient, layer_input)  # its last use: the public path overwrites it
+            norm = self._norms[index - 1]
+            if norm is not None:
+                gradient = self._layer_norm_backward(index - 1, norm, gradient, parameter_gradients)
         first = self._layers[0]
         if parameter_gradients:
             self._parameter_gradients(first, activations[0], gradient)
         if input_rows is None:
             return None
         return th.mm(first.transposed_weight[input_rows], gradient)
+
+    def _layer_norm(self, index: int, norm: _Norm, hidden: th.Tensor, out: th.Tensor) -> th.Tensor:
+        """LayerNorm over the features (dim 0 here), affine, into ``out``; keeps what its backward needs."""
+        centered = hidden - hidden.mean(dim=0, keepdim=True)
+        inverse_std = centered.square().mean(dim=0, keepdim=True).add_(norm.eps).rsqrt_()
+        normalized = centered.mul_(inverse_std)
+        self._normalized[index] = (normalized, inverse_std)
+        return th.addcmul(norm.column_bias, normalized, norm.column_weight, out=out)
+
+    def _layer_norm_backward(self, index: int, norm: _Norm, gradient: th.Tensor, parameter_gradients: bool) -> th.Tensor:
+        saved = self._normalized[index]
+        assert saved is not None, "backward() needs the forward pass of the same object before it"
+        normalized, inverse_std = saved
+        if parameter_gradients:
+            th.sum(gradient * normalized, dim=1, keepdim=True, out=norm.weight_gradient)
+            th.sum(gradient, dim=1, keepdim=True, out=norm.bias_gradient)
+        scaled = gradient * norm.column_weight
+        projection = (scaled * normalized).mean(dim=0, keepdim=True)
+        return (scaled - scaled.mean(dim=0, keepdim=True) - normalized * projection).mul_(inverse_std)
 
     @staticmethod
     def _parameter_gradients(

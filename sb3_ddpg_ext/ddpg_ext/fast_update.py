@@ -1,4 +1,4 @@
-"""The fast backend of the update's network side: plain ReLU MLPs with gradients derived by hand, no autograd."""
+"""The fast backend of the update's network side: ReLU MLPs (LayerNorm allowed) with hand-derived gradients, no autograd."""
 
 import torch as th
 from gymnasium import spaces
@@ -24,7 +24,8 @@ class FastUpdate:
     own, as in the specification (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`), which the tests compare it
     with.
 
-    :meth:`build` makes one for the networks SB3 builds by default (flattened Box observations, ReLU MLPs, target
+    :meth:`build` makes one for the networks SB3 builds by default (flattened Box observations, ReLU MLPs, LayerNorm
+    after hidden layers allowed, target
     networks, optimizers over exactly the networks' parameters); other policies run the specification.
     """
 
