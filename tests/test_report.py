@@ -90,3 +90,10 @@ def test_aggregate_sb3_rows_take_rl_zoo_runs_where_the_task_has_them_and_default
     assert "sb3-td3 (RL Zoo where tuned)" not in text
     assert "Left out (not run on all of these tasks): sb3-ddpg-zoo, sb3-td3." in text
     assert "| sb3-ddpg | 2 | 4 |" in text  # the defaults ran on both tasks: their own row
+
+
+def test_provenance_names_the_commit_the_process_imported_not_the_checkouts_head_later(monkeypatch):
+    from sb3_ddpg_ext.experiments import provenance
+
+    monkeypatch.setattr(provenance, "git_commit", lambda: "moved-on")  # HEAD after a commit during a long run
+    assert provenance.provenance()["git commit"] == provenance.CODE_COMMIT != "moved-on"

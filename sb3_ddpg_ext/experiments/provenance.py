@@ -43,6 +43,11 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+# The commit of the code this process runs: read when the module is imported, not when a result is written (a long
+# benchmark keeps running the code it imported while the checkout moves on).
+CODE_COMMIT = git_commit()
+
+
 def command_line() -> str:
     """The command that started this process, as typed (``python -m sb3_ddpg_ext ...`` for the package's CLI)."""
     arguments = list(sys.argv)
@@ -57,7 +62,7 @@ def provenance() -> dict[str, str]:
     return {
         "command": command_line(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "git commit": git_commit(),
+        "git commit": CODE_COMMIT,
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         "torch threads": str(th.get_num_threads()),
         **{name: str(value) for name, value in versions.items() if name not in ("OS", "GPU Enabled")},
