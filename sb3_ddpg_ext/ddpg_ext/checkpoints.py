@@ -21,7 +21,13 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
 from sb3_ddpg_ext.common.torch_utils import evaluation_mode
-from sb3_ddpg_ext.common.validation import InvalidTypeError, check_int, check_known_keys, check_range
+from sb3_ddpg_ext.common.validation import (
+    InvalidTypeError,
+    accepted_keyword_arguments,
+    check_int,
+    check_known_keys,
+    check_range,
+)
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.encoders import SaleEncoder
 
@@ -131,7 +137,7 @@ def make_policy_checkpoints(setting: bool | dict[str, Any]) -> PolicyCheckpoints
     if isinstance(setting, bool):
         return PolicyCheckpoints() if setting else None
     if isinstance(setting, dict):
-        check_known_keys("policy_checkpoints", setting, {"max_episodes", "steps_before_checkpointing", "reset_weight"})
+        check_known_keys("policy_checkpoints", setting, accepted_keyword_arguments(PolicyCheckpoints))
         return PolicyCheckpoints(**setting)
     raise InvalidTypeError(f"`policy_checkpoints` must be a bool or a dict, got {setting!r}")
 
