@@ -145,6 +145,19 @@ def _record_priorities(buffer) -> list[th.Tensor]:
 @pytest.mark.parametrize(
     "kwargs",
     [
+        # CrossQ (the `ext` preset's update): BatchRenorm actor and critics, one joint critic pass, no target networks;
+        # the renormalisation starts after 60 training passes, during the 20 updates compared.
+        dict(
+            policy_kwargs=dict(net_arch=[32, 32], n_critics=2, batch_norm=True, renorm_warmup_steps=60),
+            policy_delay=3,
+            n_steps=3,
+        ),
+        dict(
+            policy_kwargs=dict(net_arch=[32, 32], n_critics=2, batch_norm=True, target_networks=True, renorm_warmup_steps=40),
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+        ),
         # LayerNorm critics (and actor): LayerNorm's backward derived by hand too.
         dict(
             policy_kwargs=dict(net_arch=[32, 32], n_critics=2, layer_norm=True, actor_layer_norm=True),
@@ -187,6 +200,8 @@ def _record_priorities(buffer) -> list[th.Tensor]:
         ),
     ],
     ids=[
+        "crossq-3-step",
+        "batch-renorm-with-targets",
         "td3-layer-norm",
         "ddpg",
         "td3",
@@ -232,7 +247,7 @@ def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(k
 @pytest.mark.parametrize(
     "policy_kwargs",
     [
-        dict(batch_norm=True),
+        dict(critic_activation_fn=nn.ELU),
         dict(activation_fn=nn.Tanh),
         dict(network="simba"),
     ],

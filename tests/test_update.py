@@ -82,9 +82,11 @@ def test_a_replaced_actor_with_its_optimizer_is_trained_and_averaged_into_the_ta
 def test_no_target_networks_is_a_declared_mode_that_batch_norm_implies():
     crossq = DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], batch_norm=True), **FAST)
     assert not crossq.policy.target_networks and crossq.critic_target is None
-    # Declared on its own: no target copies, the critic's joint pass, and the specification runs it.
+    # Declared on its own: no target copies, the critic's joint pass, on either backend.
     plain = _trained(policy_kwargs=dict(net_arch=[16], target_networks=False))
-    assert plain.actor_target is None and isinstance(plain._update_setup.backend, AutogradUpdate)
+    assert plain.actor_target is None and isinstance(plain._update_setup.backend, FastUpdate)
+    specification = _trained(policy_kwargs=dict(net_arch=[16], target_networks=False), lean_update=False)
+    assert specification.actor_target is None and isinstance(specification._update_setup.backend, AutogradUpdate)
     assert plain._update_setup.target_averaging.targets == []
     # BatchRenorm with target networks, when asked for.
     with_targets = _trained(policy_kwargs=dict(net_arch=[16], batch_norm=True, target_networks=True))

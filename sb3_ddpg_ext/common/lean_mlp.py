@@ -1,14 +1,16 @@
 """Forward and backward passes of a plain ReLU MLP without autograd, for the hot path of the update."""
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch as th
 from torch import nn
 
+from sb3_ddpg_ext.common.lean_norms import LeanBatchRenorm, LeanLayerNorm
 from sb3_ddpg_ext.common.torch_kernels import relu_backward_, tanh_backward
 
-# Hidden-layer buffers by (layer index, features, batch size); the objects given the same pool share them.
-BufferPool = dict[tuple[int, int, int], th.Tensor]
+# Hidden-layer buffers by (kind, layer index, features, batch size); the objects given the same pool share them.
+BufferPool = dict[tuple[str, int, int, int], th.Tensor]
 
 
 class _Layer(NamedTuple):
@@ -22,34 +24,70 @@ class _Layer(NamedTuple):
     narrow_input: bool
 
 
-class _Norm(NamedTuple):
-    """A LayerNorm after a hidden linear layer: its affine parameters as columns, their gradients, its epsilon."""
+class _Unit(NamedTuple):
+    """A linear layer with the normalisations around it: BatchRenorm before it, LayerNorm after it (hidden only)."""
 
-    column_weight: th.Tensor
-    column_bias: th.Tensor
-    weight_gradient: th.Tensor
-    bias_gradient: th.Tensor
-    eps: float
+    renorm: LeanBatchRenorm | None
+    layer: _Layer
+    norm: LeanLayerNorm | None
+
+
+def _parse(network: nn.Module) -> tuple[list[tuple[nn.Module | None, nn.Linear, nn.Module | None]], bool] | None:
+    """
+    ``(BatchRenorm?, Linear, LayerNorm?)`` per linear layer and whether a Tanh ends the network, for a Sequential of
+    ``[BatchRenorm] Linear [LayerNorm] ReLU ... [BatchRenorm] Linear [Tanh]``; None for any other network.
+    """
+    if not isinstance(network, nn.Sequential) or len(network) == 0:
+        return None
+    layers = list(network)
+    squashed = type(layers[-1]) is nn.Tanh
+    layers = layers[:-1] if squashed else layers
+    units: list[tuple[nn.Module | None, nn.Linear, nn.Module | None]] = []
+    position = 0
+
+    def take(accepts: Callable[[nn.Module], bool]) -> nn.Module | None:
+        nonlocal position
+        if position < len(layers) and accepts(layers[position]):
+            position += 1
+            return layers[position - 1]
+        return None
+
+    while position < len(layers):
+        renorm = take(LeanBatchRenorm.supports)
+        linear = take(lambda layer: type(layer) is nn.Linear and layer.bias is not None)
+        if linear is None:
+            return None
+        if position == len(layers):
+            units.append((renorm, linear, None))  # type: ignore[arg-type]
+            return units, squashed
+        norm = take(LeanLayerNorm.supports)
+        if take(lambda layer: type(layer) is nn.ReLU) is None:
+            return None
+        units.append((renorm, linear, norm))  # type: ignore[arg-type]
+    return None  # ends in ReLU
 
 
 class LeanMLP:
     """
     The layers of an ``nn.Sequential`` built by SB3's ``create_mlp`` with ReLU activations (``Linear, ReLU,
-    ..., Linear``, optionally ending in ``Tanh``; with ``post_linear_modules=[nn.LayerNorm]``, ``Linear, LayerNorm,
-    ReLU, ...``), run with hand-derived gradients instead of autograd.
+    ..., Linear``, optionally ending in ``Tanh``), with ``post_linear_modules=[nn.LayerNorm]`` (``Linear, LayerNorm,
+    ReLU, ...``) and/or ``pre_linear_modules=[BatchRenorm1d]`` (CrossQ: ``BatchRenorm, Linear, ReLU, ...,
+    BatchRenorm, Linear``), run with hand-derived gradients instead of autograd.
 
     The same maths as autograd (``addmm`` forward; ``grad_W = g^T x``, ``grad_b = sum(g)``, ``grad_x = g W``,
-    ReLU's ``g [y > 0]``, tanh's ``g (1 - y^2)``, LayerNorm's ``(g' - mean(g') - x^ mean(g' x^)) / sigma`` with
-    ``g' = gamma g`` over the features) without building a graph, in place where autograd would allocate,
-    and into preallocated tensors: the gradients, and the hidden activations and their gradients, which every pass
-    with the same batch size reuses. Activations are kept feature-major (``features x batch``), and so are inputs and
-    outputs, so that networks chained by hand (actor into critic) need no transposed copies between them.
+    ReLU's ``g [y > 0]``, tanh's ``g (1 - y^2)``, the normalisations' in :mod:`~sb3_ddpg_ext.common.lean_norms`)
+    without building a graph, in place where autograd would allocate, and into preallocated tensors: the gradients,
+    and the hidden activations and their gradients, which every pass with the same batch size reuses. Activations are
+    kept feature-major (``features x batch``), and so are inputs and outputs, so that networks chained by hand (actor
+    into critic) need no transposed copies between them. BatchRenorm layers run in the mode the caller declares
+    (:meth:`forward`'s ``training``), not the one the modules are in.
 
     Because of that reuse, a pass overwrites the activations of the previous pass of the same object (and of the
     objects sharing its ``activation_pool``): call :meth:`backward` before the next :meth:`forward`; :meth:`backward`
     may overwrite the hidden activations (:func:`~sb3_ddpg_ext.common.torch_kernels.relu_backward_`). The parameters
-    are the module's own tensors, so optimizer steps and target-network averaging done in place are seen here;
-    rebuild the object if the module's parameters are replaced.
+    and running statistics are the module's own tensors, so optimizer steps and target-network averaging done in place
+    are seen here, and training passes move the modules' statistics; rebuild the object if the module's tensors are
+    replaced.
 
     A smaller working set makes the products faster (fewer cache misses), hence the pools: the hidden-layer gradients
     live only inside one :meth:`backward` call, so any objects may share a ``gradient_pool``; an ``activation_pool``
@@ -61,99 +99,93 @@ class LeanMLP:
     """
 
     def __init__(self, network: nn.Module, activation_pool: BufferPool | None = None, gradient_pool: BufferPool | None = None):
-        if not self.supports(network):
-            raise ValueError(f"LeanMLP needs Linear/ReLU layers ending in Linear (or Linear, Tanh), got {network}")
-        layers = list(network)  # type: ignore[call-overload]
-        self.linears: list[nn.Linear] = [layer for layer in layers if isinstance(layer, nn.Linear)]
-        self.squashed = isinstance(layers[-1], nn.Tanh)
-        # The module's parameters in its own order (the optimizers' order): each Linear's, then its LayerNorm's.
-        self.parameters: list[th.Tensor] = [tensor for layer in layers for tensor in layer.parameters()]
+        parsed = _parse(network)
+        if parsed is None:
+            raise ValueError(
+                f"LeanMLP needs Linear/ReLU layers (BatchRenorm before, LayerNorm after a linear layer allowed) ending "
+                f"in Linear (or Linear, Tanh), got {network}"
+            )
+        modules, self.squashed = parsed
+        self.linears: list[nn.Linear] = [linear for _, linear, _ in modules]
+        # The module's parameters in its own order (the optimizers' order).
+        self.parameters: list[th.Tensor] = list(network.parameters())
         self.gradients: list[th.Tensor] = [th.zeros_like(tensor) for tensor in self.parameters]
         gradient_of = {id(tensor): gradient for tensor, gradient in zip(self.parameters, self.gradients, strict=True)}
-        self._layers = [
-            _Layer(
-                weight=layer.weight.detach(),
-                transposed_weight=layer.weight.detach().t(),
-                column_bias=layer.bias.detach().unsqueeze(1),
-                weight_gradient=gradient_of[id(layer.weight)],
-                bias_gradient=gradient_of[id(layer.bias)],
-                # A narrow input (observations): (x g^T)^T is faster than g x^T for a handful of columns.
-                narrow_input=layer.in_features < layer.out_features,
+
+        def gradients(module: nn.Module, *names: str) -> list[th.Tensor]:
+            return [gradient_of[id(getattr(module, name))] for name in names]
+
+        self._units = [
+            _Unit(
+                renorm=None if renorm is None else LeanBatchRenorm(renorm, *gradients(renorm, "scale", "bias")),  # type: ignore[arg-type]
+                layer=_Layer(
+                    weight=linear.weight.detach(),
+                    transposed_weight=linear.weight.detach().t(),
+                    column_bias=linear.bias.detach().unsqueeze(1),
+                    weight_gradient=gradient_of[id(linear.weight)],
+                    bias_gradient=gradient_of[id(linear.bias)],
+                    # A narrow input (observations): (x g^T)^T is faster than g x^T for a handful of columns.
+                    narrow_input=linear.in_features < linear.out_features,
+                ),
+                norm=None if norm is None else LeanLayerNorm(norm, *gradients(norm, "weight", "bias")),  # type: ignore[arg-type]
             )
-            for layer in self.linears
+            for renorm, linear, norm in modules
         ]
-        # The LayerNorm after each hidden linear layer, or None.
-        self._norms: list[_Norm | None] = []
-        for index, layer in enumerate(layers):
-            if isinstance(layer, nn.Linear) and len(self._norms) < len(self.linears) - 1:
-                norm = layers[index + 1]
-                self._norms.append(
-                    None
-                    if not isinstance(norm, nn.LayerNorm)
-                    else _Norm(
-                        column_weight=norm.weight.detach().unsqueeze(1),
-                        column_bias=norm.bias.detach().unsqueeze(1),
-                        weight_gradient=gradient_of[id(norm.weight)].unsqueeze(1),
-                        bias_gradient=gradient_of[id(norm.bias)].unsqueeze(1),
-                        eps=norm.eps,
-                    )
-                )
-        # What each LayerNorm's backward needs from the last forward pass: the normalised values and 1 / sigma.
-        self._normalized: list[tuple[th.Tensor, th.Tensor] | None] = [None] * len(self._norms)
         self._activation_pool: BufferPool = {} if activation_pool is None else activation_pool
         self._gradient_pool: BufferPool = {} if gradient_pool is None else gradient_pool
         self._batch_size = 0
         self._hidden: list[th.Tensor] = []
         self._hidden_gradients: list[th.Tensor] = []
-        self._hidden_transposed: list[th.Tensor] = []
+        # Each linear layer's input in the last pass (BatchRenorm's output where there is one), and its transpose.
+        self._renormed: list[th.Tensor | None] = []
+        self._linear_inputs: list[th.Tensor] = []
+        self._transposed_inputs: list[th.Tensor | None] = []
 
     @staticmethod
     def supports(network: nn.Module) -> bool:
-        """Whether ``network`` is a Sequential of ``Linear`` layers with ``ReLU`` between them (and biases), ending
-        in ``Linear`` or ``Linear, Tanh``: the networks SB3 and DDPGExt build with the default activation."""
-        if not isinstance(network, nn.Sequential) or len(network) == 0:
-            return False
-        layers = list(network)
-        if type(layers[-1]) is nn.Tanh:
-            layers = layers[:-1]
-        # LayerNorms with their affine parameters, over the last dimension, may follow the hidden linear layers.
-        norms = [layer for layer in layers if type(layer) is nn.LayerNorm]
-        plain = [layer for layer in layers if type(layer) is not nn.LayerNorm]
-        expected = [nn.Linear if index % 2 == 0 else nn.ReLU for index in range(len(plain))]
-        after_linear = all(type(layers[layers.index(norm) - 1]) is nn.Linear for norm in norms)
-        return (
-            len(plain) % 2 == 1
-            and [type(layer) for layer in plain] == expected
-            and all(layer.bias is not None for layer in plain if isinstance(layer, nn.Linear))
-            and after_linear
-            and type(layers[-1]) is nn.Linear
-            and all(norm.elementwise_affine and norm.bias is not None and len(norm.normalized_shape) == 1 for norm in norms)
-        )
+        """Whether ``network`` is a Sequential of ``Linear`` layers (with biases) and ``ReLU`` between them, ending
+        in ``Linear`` or ``Linear, Tanh``, each linear layer optionally after a BatchRenorm (sb3-contrib's or
+        DDPGExt's, affine) and each hidden one optionally followed by a LayerNorm (affine, over the last dimension)."""
+        return _parse(network) is not None
 
     def _allocate(self, batch_size: int) -> None:
         # Normal tensors even when the first pass runs in inference mode: they outlive it.
         with th.inference_mode(False):
-            self._hidden = self._buffers(self._activation_pool, batch_size)
-            self._hidden_gradients = self._buffers(self._gradient_pool, batch_size)
-            self._hidden_transposed = [hidden.t() for hidden in self._hidden]  # resolved once: a view costs a dispatch
+            self._hidden = self._buffers(self._activation_pool, "hidden", batch_size)
+            self._hidden_gradients = self._buffers(self._gradient_pool, "gradient", batch_size)
+            new_empty = self._units[0].layer.weight.new_empty
+            self._renormed = []
+            for index, unit in enumerate(self._units):
+                features = unit.layer.weight.shape[1]
+                key = ("renormed", index, features, batch_size)
+                if unit.renorm is not None and key not in self._activation_pool:
+                    self._activation_pool[key] = new_empty(features, batch_size)
+                self._renormed.append(None if unit.renorm is None else self._activation_pool[key])
+            # Resolved once (a view costs a dispatch); the first layer's plain input differs at every call.
+            plain_inputs = [None, *self._hidden]  # the first layer's is the pass's input
+            pairs = zip(self._renormed, plain_inputs, strict=False)
+            inputs = [plain if renormed is None else renormed for renormed, plain in pairs]
+            self._transposed_inputs = [None if tensor is None else tensor.t() for tensor in inputs]
+            self._linear_inputs = [new_empty(0) if tensor is None else tensor for tensor in inputs]
         self._batch_size = batch_size
 
-    def _buffers(self, pool: BufferPool, batch_size: int) -> list[th.Tensor]:
+    def _buffers(self, pool: BufferPool, kind: str, batch_size: int) -> list[th.Tensor]:
         """One ``(features, batch_size)`` tensor per hidden layer, taken from ``pool`` or added to it."""
-        new_empty = self._layers[0].weight.new_empty
+        new_empty = self._units[0].layer.weight.new_empty
         buffers = []
         for index, layer in enumerate(self.linears[:-1]):
-            key = (index, layer.out_features, batch_size)
+            key = (kind, index, layer.out_features, batch_size)
             if key not in pool:
                 pool[key] = new_empty(layer.out_features, batch_size)
             buffers.append(pool[key])
         return buffers
 
-    def forward(self, inputs: th.Tensor) -> tuple[th.Tensor, list[th.Tensor]]:
+    def forward(self, inputs: th.Tensor, training: bool = True) -> tuple[th.Tensor, list[th.Tensor]]:
         """
         :param inputs: feature-major, shape ``(in_features, batch)``; give a contiguous tensor when a :meth:`backward`
             with parameter gradients follows (the first layer's weight gradient is then faster; the result is
             the same either way), a transposed view is fine otherwise
+        :param training: BatchRenorm's mode: batch statistics (and updates of the running ones) or the running ones
         :return: the outputs, feature-major ``(out_features, batch)``, and the activations that :meth:`backward`
             needs (valid until the next forward pass)
         """
@@ -161,19 +193,27 @@ class LeanMLP:
             self._allocate(inputs.shape[1])
         hidden = inputs
         activations = [hidden]
-        for index, (layer, buffer) in enumerate(zip(self._layers, self._hidden, strict=False)):  # all but the last
-            hidden = th.addmm(layer.column_bias, layer.weight, hidden, out=buffer)
-            norm = self._norms[index]
-            if norm is not None:  # written back into the buffer: the backward reads the hidden layers from there
-                hidden = self._layer_norm(index, norm, hidden, out=buffer)
+        last = len(self._units) - 1
+        for index, unit in enumerate(self._units):
+            linear_input = hidden
+            if unit.renorm is not None:
+                linear_input = unit.renorm.forward(hidden, self._renormed[index], training)  # type: ignore[arg-type]
+            elif index == 0:
+                self._linear_inputs[0] = hidden
+            layer = unit.layer
+            if index == last:
+                outputs = th.addmm(layer.column_bias, layer.weight, linear_input)
+                if self.squashed:
+                    outputs.tanh_()
+                activations.append(outputs)
+                return outputs, activations
+            buffer = self._hidden[index]
+            hidden = th.addmm(layer.column_bias, layer.weight, linear_input, out=buffer)
+            if unit.norm is not None:  # written back into the buffer: the backward reads the hidden layers from there
+                hidden = unit.norm.forward(hidden, out=buffer)
             hidden = hidden.relu_()
             activations.append(hidden)
-        last = self._layers[-1]
-        outputs = th.addmm(last.column_bias, last.weight, hidden)
-        if self.squashed:
-            outputs.tanh_()
-        activations.append(outputs)
-        return outputs, activations
+        raise AssertionError("unreachable: the last unit returns")
 
     def backward(
         self,
@@ -196,40 +236,27 @@ class LeanMLP:
         gradient = output_gradients
         if self.squashed:
             gradient = tanh_backward(gradient, activations[-1])
-        for index in range(len(self._layers) - 1, 0, -1):
-            layer, layer_input = self._layers[index], activations[index]
+        for index in range(len(self._units) - 1, 0, -1):
+            unit = self._units[index]
             if parameter_gradients:
-                self._parameter_gradients(layer, layer_input, gradient, self._hidden_transposed[index - 1])
-            gradient = th.mm(layer.transposed_weight, gradient, out=self._hidden_gradients[index - 1])
-            relu_backward_(gradient, layer_input)  # its last use: the public path overwrites it
-            norm = self._norms[index - 1]
+                self._parameter_gradients(unit.layer, self._linear_inputs[index], gradient, self._transposed_inputs[index])
+            gradient = th.mm(unit.layer.transposed_weight, gradient, out=self._hidden_gradients[index - 1])
+            if unit.renorm is not None:
+                gradient = unit.renorm.backward(gradient, parameter_gradients)
+            relu_backward_(gradient, activations[index])  # its last use: the public path overwrites it
+            norm = self._units[index - 1].norm
             if norm is not None:
-                gradient = self._layer_norm_backward(index - 1, norm, gradient, parameter_gradients)
-        first = self._layers[0]
+                gradient = norm.backward(gradient, parameter_gradients)
+        first = self._units[0]
         if parameter_gradients:
-            self._parameter_gradients(first, activations[0], gradient)
-        if input_rows is None:
+            self._parameter_gradients(first.layer, self._linear_inputs[0], gradient, self._transposed_inputs[0])
+        if first.renorm is None:
+            return None if input_rows is None else th.mm(first.layer.transposed_weight[input_rows], gradient)
+        if not parameter_gradients and input_rows is None:
             return None
-        return th.mm(first.transposed_weight[input_rows], gradient)
-
-    def _layer_norm(self, index: int, norm: _Norm, hidden: th.Tensor, out: th.Tensor) -> th.Tensor:
-        """LayerNorm over the features (dim 0 here), affine, into ``out``; keeps what its backward needs."""
-        centered = hidden - hidden.mean(dim=0, keepdim=True)
-        inverse_std = centered.square().mean(dim=0, keepdim=True).add_(norm.eps).rsqrt_()
-        normalized = centered.mul_(inverse_std)
-        self._normalized[index] = (normalized, inverse_std)
-        return th.addcmul(norm.column_bias, normalized, norm.column_weight, out=out)
-
-    def _layer_norm_backward(self, index: int, norm: _Norm, gradient: th.Tensor, parameter_gradients: bool) -> th.Tensor:
-        saved = self._normalized[index]
-        assert saved is not None, "backward() needs the forward pass of the same object before it"
-        normalized, inverse_std = saved
-        if parameter_gradients:
-            th.sum(gradient * normalized, dim=1, keepdim=True, out=norm.weight_gradient)
-            th.sum(gradient, dim=1, keepdim=True, out=norm.bias_gradient)
-        scaled = gradient * norm.column_weight
-        projection = (scaled * normalized).mean(dim=0, keepdim=True)
-        return (scaled - scaled.mean(dim=0, keepdim=True) - normalized * projection).mul_(inverse_std)
+        # BatchRenorm works feature by feature, but its parameters need every feature's gradient.
+        input_gradients = first.renorm.backward(th.mm(first.layer.transposed_weight, gradient), parameter_gradients)
+        return None if input_rows is None else input_gradients[input_rows]
 
     @staticmethod
     def _parameter_gradients(

@@ -1,4 +1,4 @@
-"""The fast backend of the update's network side: ReLU MLPs (LayerNorm allowed) with hand-derived gradients, no autograd."""
+"""The fast backend of the update's network side: ReLU MLPs (LayerNorm, BatchRenorm allowed) with hand-derived gradients."""
 
 import torch as th
 from gymnasium import spaces
@@ -24,22 +24,28 @@ class FastUpdate:
     own, as in the specification (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`), which the tests compare it
     with.
 
-    :meth:`build` makes one for the networks SB3 builds by default (flattened Box observations, ReLU MLPs, LayerNorm
-    after hidden layers allowed, target
-    networks, optimizers over exactly the networks' parameters); other policies run the specification.
+    :meth:`build` makes one for the networks SB3 builds by default and DDPGExt's normalised ones (flattened Box
+    observations, ReLU MLPs, LayerNorm after hidden layers and BatchRenorm before linear layers allowed, with or
+    without target networks: CrossQ's joint pass of both batches, optimizers over exactly the networks' parameters);
+    other policies run the specification.
     """
 
     def __init__(self, policy: DDPGExtPolicy, smoothing: TargetSmoothing):
-        assert policy.actor_target is not None and policy.critic_target is not None
         self.policy = policy
         self.smoothing = smoothing
+        self.target_networks = policy.target_networks
         # A smaller working set makes the products faster. Inside critic_outputs the target passes run one after
         # another, forward only, and then the first critic's: they share activations (the first critic's are kept for
-        # step_critics). Every backward pass shares the hidden-layer gradients, which live only inside it.
-        first: BufferPool = {}
+        # step_critics). Every backward pass shares the hidden-layer gradients, which live only inside it. Without
+        # target networks every critic keeps its own activations.
+        first: BufferPool | None = {} if self.target_networks else None
         gradients: BufferPool = {}
-        self.actor_target = LeanMLP(policy.actor_target.mu, first, gradients)
-        self.critic_targets = [LeanMLP(network, first, gradients) for network in policy.critic_target.q_networks]
+        self.actor_target: LeanMLP | None = None
+        self.critic_targets: list[LeanMLP] = []
+        if self.target_networks:
+            assert policy.actor_target is not None and policy.critic_target is not None
+            self.actor_target = LeanMLP(policy.actor_target.mu, first, gradients)
+            self.critic_targets = [LeanMLP(network, first, gradients) for network in policy.critic_target.q_networks]
         self.critics = [
             LeanMLP(network, first if index == 0 else None, gradients)
             for index, network in enumerate(policy.critic.q_networks)
@@ -58,8 +64,7 @@ class FastUpdate:
         """A fast backend for ``policy``, or None when its networks need autograd (see the class docstring)."""
         actor, critic = policy.actor, policy.critic
         if (
-            not policy.target_networks
-            or policy.sale is not None  # TD7's embeddings: the specification (for now)
+            policy.sale is not None  # TD7's embeddings: the specification (for now)
             or critic.actor_q != "first"
             or not isinstance(policy.observation_space, spaces.Box)
             or is_image_space(policy.observation_space)
@@ -67,7 +72,10 @@ class FastUpdate:
             or type(critic.features_extractor) is not FlattenExtractor
         ):
             return None
-        networks = [actor.mu, policy.actor_target.mu, *critic.q_networks, *policy.critic_target.q_networks]
+        networks = [actor.mu, *critic.q_networks]
+        if policy.target_networks:
+            assert policy.actor_target is not None and policy.critic_target is not None
+            networks += [policy.actor_target.mu, *policy.critic_target.q_networks]
         if not all(LeanMLP.supports(network) for network in networks) or not _runs_as_written(type(actor), type(critic)):
             return None
         # The optimizers must hold exactly the parameters the passes produce gradients for.
@@ -91,27 +99,49 @@ class FastUpdate:
             return outputs[0].t().unsqueeze(1)
         return th.stack([output.t() for output in outputs], dim=1)
 
+    # The modes of the specification inside DDPGExt.train (the policy in training mode, its targets in evaluation
+    # mode): they matter to BatchRenorm layers only.
     def critic_outputs(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         next_features = self._feature_rows(batch.next_observations)
-        next_actions = self.actor_target.forward(next_features)[0]
+        if not self.target_networks:
+            return self._joint_critic_outputs(batch, next_features)
+        assert self.actor_target is not None
+        next_actions = self.actor_target.forward(next_features, training=False)[0]
         if self.smoothing.enabled:
             next_actions = self.smoothing(next_actions.t()).t()
         next_inputs = th.cat([next_features, next_actions])
-        next_outputs = self._stacked([critic.forward(next_inputs)[0] for critic in self.critic_targets])
+        next_outputs = self._stacked([critic.forward(next_inputs, training=False)[0] for critic in self.critic_targets])
 
         # Contiguous: the first layer's weight gradient is faster then (the result is the same).
         inputs = th.cat([self._feature_rows(batch.observations), batch.actions.t()])
         self._features = (batch.observations, inputs[: -batch.actions.shape[1]])  # the actor step reads them again
-        passes = [critic.forward(inputs) for critic in self.critics]
+        passes = [critic.forward(inputs, training=True) for critic in self.critics]
         self._critic_activations = [activations for _, activations in passes]
         return self._stacked([outputs for outputs, _ in passes]), next_outputs
+
+    def _joint_critic_outputs(self, batch: ReplayBufferSamples, next_features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """CrossQ: ``(s, a)`` and ``(s', mu(s'))`` side by side in one training pass of each critic, the target
+        actions from the actor in evaluation mode."""
+        next_actions = self.actor.forward(next_features, training=False)[0]
+        if self.smoothing.enabled:
+            next_actions = self.smoothing(next_actions.t()).t()
+        batch_size = batch.actions.shape[0]
+        features = self._feature_rows(batch.observations)
+        inputs = th.cat([th.cat([features, batch.actions.t()]), th.cat([next_features, next_actions])], dim=1)
+        passes = [critic.forward(inputs, training=True) for critic in self.critics]
+        self._critic_activations = [activations for _, activations in passes]
+        outputs = self._stacked([outputs[:, :batch_size] for outputs, _ in passes])
+        return outputs, self._stacked([outputs[:, batch_size:] for outputs, _ in passes])
 
     def step_critics(self, loss: CriticLoss) -> None:
         if not self._critic_activations:  # the backward passes need the activations of this update's critic_outputs
             raise RuntimeError("step_critics() needs a critic_outputs() of the same update before it")
         output_gradients = self.policy.critic.loss_gradients(loss)
         for index, critic in enumerate(self.critics):
-            critic.backward(self._critic_activations[index], output_gradients[:, index].t())
+            gradient = output_gradients[:, index].t()
+            if not self.target_networks:  # the (s', mu(s')) half is not differentiated, but its statistics are
+                gradient = th.cat([gradient, th.zeros_like(gradient)], dim=1)
+            critic.backward(self._critic_activations[index], gradient)
         self._critic_activations = []
         self.critic_step.step()
 
@@ -121,9 +151,10 @@ class FastUpdate:
         self._critic_activations = []  # the first critic's pass below overwrites them
         if features is None or cached_observations is not observations:
             features = self._feature_rows(observations).contiguous()
-        actions, actor_activations = self.actor.forward(features)
+        actions, actor_activations = self.actor.forward(features, training=True)
         critic = self.critics[0]
-        outputs, critic_activations = critic.forward(th.cat([features, actions]))
+        # Without target networks the critic runs on its running statistics here (see AutogradUpdate.actor_loss).
+        outputs, critic_activations = critic.forward(th.cat([features, actions]), training=self.target_networks)
         q_outputs = outputs.t()  # (batch, n_outputs)
         readout = self.policy.critic
         actor_loss = -readout.q_values(q_outputs).mean()

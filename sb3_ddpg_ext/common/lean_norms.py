@@ -1,0 +1,177 @@
+"""
+Normalisation layers' forward and backward passes without autograd, feature-major (``features x batch``), for
+:class:`~sb3_ddpg_ext.common.lean_mlp.LeanMLP`: LayerNorm (over the features) and BatchRenorm (over the batch).
+
+Each object holds detached views of its module's parameters and statistics (in-place updates show through both
+ways) and the gradient tensors the optimizer steps on; a :meth:`forward` keeps what the next :meth:`backward` needs.
+Per-feature scalars are ``(features, 1)`` columns, and every broadcast product takes one of them at a time: an
+elementwise kernel given two broadcast columns is several times slower on CPU than two kernels given one each.
+"""
+
+import torch as th
+from sb3_contrib.common.torch_layers import BatchRenorm as ContribBatchRenorm
+from torch import nn
+
+
+def _column(tensor: th.Tensor) -> th.Tensor:
+    """A ``(features,)`` tensor as a detached ``(features, 1)`` view (same storage)."""
+    return tensor.detach().unsqueeze(1)
+
+
+class LeanLayerNorm:
+    """
+    ``nn.LayerNorm`` (affine) over the features of a feature-major activation:
+    ``y = gamma x^ + beta``, ``x^ = (x - mean) / sigma``, ``sigma = sqrt(var + eps)`` (biased variance), and
+    its backward ``dx = (g' - mean(g') - x^ mean(g' x^)) / sigma`` with ``g' = gamma g``, means over the features.
+
+    :param module: the LayerNorm (affine, one normalised dimension)
+    :param weight_gradient: where the gradient of ``gamma`` is written
+    :param bias_gradient: where the gradient of ``beta`` is written
+    """
+
+    def __init__(self, module: nn.LayerNorm, weight_gradient: th.Tensor, bias_gradient: th.Tensor):
+        self.weight, self.bias = _column(module.weight), _column(module.bias)
+        self.weight_gradient, self.bias_gradient = weight_gradient, bias_gradient.unsqueeze(1)
+        self.eps = module.eps
+        self._saved: tuple[th.Tensor, th.Tensor] | None = None
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        return (
+            type(module) is nn.LayerNorm
+            and module.elementwise_affine
+            and module.bias is not None
+            and len(module.normalized_shape) == 1
+        )
+
+    def forward(self, x: th.Tensor, out: th.Tensor) -> th.Tensor:
+        """``LayerNorm(x)`` into ``out`` (which may be ``x``)."""
+        centered = x - x.mean(dim=0, keepdim=True)
+        inverse_std = centered.square().mean(dim=0, keepdim=True).add_(self.eps).rsqrt_()
+        normalized = centered.mul_(inverse_std)
+        self._saved = (normalized, inverse_std)
+        return th.mul(normalized, self.weight, out=out).add_(self.bias)
+
+    def backward(self, gradient: th.Tensor, parameter_gradients: bool = True) -> th.Tensor:
+        """The gradient with respect to the input of the last :meth:`forward`, given the one of its output."""
+        assert self._saved is not None, "backward() needs a forward() before it"
+        normalized, inverse_std = self._saved
+        if parameter_gradients:
+            th.linalg.vecdot(gradient, normalized, dim=1, out=self.weight_gradient)
+            th.sum(gradient, dim=1, keepdim=True, out=self.bias_gradient)
+        scaled = gradient * self.weight
+        projection = th.linalg.vecdot(scaled, normalized, dim=0).div_(scaled.shape[0])
+        centered = scaled - scaled.mean(dim=0, keepdim=True)
+        return centered.addcmul_(normalized, projection, value=-1.0).mul_(inverse_std)
+
+
+class LeanBatchRenorm:
+    """
+    sb3-contrib's ``BatchRenorm1d`` (Ioffe 2017, https://arxiv.org/abs/1702.03275) over the batch of a feature-major
+    activation, with its two modes.
+
+    Training: batch mean ``m`` and unbiased variance ``v``; during warm-up (``steps <= warmup_steps``) the layer
+    normalises with them, then with ``c = m - d sqrt(v) / r`` and ``s^2 = v / r^2`` where ``r = clip(sqrt(v + eps) /
+    sqrt(v_run + eps), 1/r_max, r_max)`` and ``d = clip((m - m_run) / sqrt(v_run + eps), -d_max, d_max)`` carry no
+    gradient; ``y = gamma (x - c) / sqrt(s^2 + eps) + beta``; the running statistics move by ``momentum`` towards
+    ``(m, v)`` and ``steps`` counts the pass, as in the module. Differentiating ``m`` and ``v`` through ``c`` and ``s``
+    gives, with ``g' = gamma g``, ``u = (x - c) / sqrt(s^2 + eps)`` and sums over the batch of ``n``::
+
+        dx = (g' - mean(g') + (x - m) (sum(g') d / (r sqrt(v)) - sum(g' u) / (r^2 sqrt(s^2 + eps))) / (n - 1))
+             / sqrt(s^2 + eps)
+
+    (at warm-up ``r = 1, d = 0``). Evaluation: the running statistics, an affine map per feature, nothing updated.
+
+    :param module: the layer (affine)
+    :param weight_gradient: where the gradient of ``scale`` is written
+    :param bias_gradient: where the gradient of ``bias`` is written
+    """
+
+    def __init__(self, module: ContribBatchRenorm, weight_gradient: th.Tensor, bias_gradient: th.Tensor):
+        self.module = module
+        self.weight, self.bias = _column(module.scale), _column(module.bias)
+        self.weight_gradient, self.bias_gradient = weight_gradient.unsqueeze(1), bias_gradient.unsqueeze(1)
+        self.running_mean, self.running_var = _column(module.ra_mean), _column(module.ra_var)  # type: ignore[arg-type]
+        self._saved: tuple[th.Tensor, ...] = ()
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        return isinstance(module, ContribBatchRenorm) and type(module).forward in _BATCH_RENORM_FORWARDS and module.affine
+
+    def forward(self, x: th.Tensor, out: th.Tensor, training: bool) -> th.Tensor:
+        """The layer on ``x`` into ``out``; in training mode its running statistics and step count move."""
+        if not training:
+            inverse_std = (self.running_var + self.module.eps).rsqrt_()
+            scale = inverse_std.mul_(self.weight)
+            self._saved = (x, scale)
+            return th.mul(x, scale, out=out).add_(self.bias - self.running_mean * scale)
+        module = self.module
+        count = x.shape[1]
+        mean = x.mean(dim=1, keepdim=True)
+        centered = x - mean
+        var = th.linalg.vector_norm(centered, dim=1, keepdim=True).square_().div_(count - 1)
+        renormalizing = int(module.steps) > module.warmup_steps  # type: ignore[arg-type]
+        if renormalizing:
+            running_std = (self.running_var + module.eps).sqrt_()
+            r = ((var + module.eps).sqrt_() / running_std).clamp_(1 / module.rmax, module.rmax)
+            d = ((mean - self.running_mean) / running_std).clamp_(-module.dmax, module.dmax)
+            std = var.sqrt()
+            shift = d * std / r  # m - c
+            inverse_std = (var / r.square() + module.eps).rsqrt_()
+        else:
+            r = d = std = shift = None  # type: ignore[assignment]
+            inverse_std = (var + module.eps).rsqrt()
+        self.running_mean.add_(mean - self.running_mean, alpha=module.momentum)
+        self.running_var.add_(var - self.running_var, alpha=module.momentum)
+        module.steps += 1  # type: ignore[operator, assignment]
+        self._saved = (centered, inverse_std, r, d, std, shift)
+        scale = inverse_std * self.weight
+        out = th.mul(centered, scale, out=out)  # gamma (x - m) / sigma, then + gamma (m - c) / sigma + beta
+        return out.add_(self.bias if shift is None else th.addcmul(self.bias, shift, scale))
+
+    def backward(self, gradient: th.Tensor, parameter_gradients: bool = True) -> th.Tensor:
+        """The gradient with respect to the input of the last :meth:`forward`, given the one of its output."""
+        if len(self._saved) == 2:
+            return self._evaluation_backward(gradient, parameter_gradients)
+        centered, inverse_std, r, d, std, shift = self._saved
+        assert inverse_std is not None
+        gradient_sum = gradient.sum(dim=1, keepdim=True)
+        # sum(g u) = (sum(g (x - m)) + (m - c) sum(g)) / sigma: the gradient of gamma.
+        weight_gradient = th.linalg.vecdot(gradient, centered, dim=1).unsqueeze(1)
+        if shift is not None:
+            weight_gradient.addcmul_(shift, gradient_sum)
+        weight_gradient.mul_(inverse_std)
+        if parameter_gradients:
+            self.weight_gradient.copy_(weight_gradient)
+            self.bias_gradient.copy_(gradient_sum)
+        # With g' = gamma g: sum(g') = gamma sum(g), sum(g' u) = gamma sum(g u).
+        scaled_sum, scaled_projection = gradient_sum * self.weight, weight_gradient.mul_(self.weight)
+        count = gradient.shape[1]
+        coefficient = scaled_projection.mul_(inverse_std)
+        if r is not None:
+            # A feature with no variance in the batch (a dead ReLU) has x - m = 0: its term is 0 (autograd's is
+            # 0 * inf = nan there, which the ReLU before the layer masks).
+            coefficient.div_(r.square()).sub_(th.where(std > 0, scaled_sum * d / (r * std), 0.0))
+        coefficient.mul_(inverse_std / -(count - 1))
+        input_gradient = th.mul(gradient, inverse_std * self.weight)
+        input_gradient.add_(scaled_sum.mul_(inverse_std / -count))
+        return input_gradient.addcmul_(centered, coefficient)
+
+    def _evaluation_backward(self, gradient: th.Tensor, parameter_gradients: bool) -> th.Tensor:
+        x, scale = self._saved
+        if parameter_gradients:  # u = (x - m_run) / sigma_run = (y - beta) / gamma
+            inverse_std = (self.running_var + self.module.eps).rsqrt()
+            projection = th.linalg.vecdot(gradient, x, dim=1).unsqueeze(1)
+            self.bias_gradient.copy_(gradient.sum(dim=1, keepdim=True))
+            self.weight_gradient.copy_(projection.sub_(self.running_mean * self.bias_gradient).mul_(inverse_std))
+        return gradient * scale
+
+
+def _batch_renorm_forwards() -> tuple[object, ...]:
+    # The forward passes written out above: sb3-contrib's and DDPGExt's (the same maths, a faster batch variance).
+    from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
+
+    return (ContribBatchRenorm.forward, BatchRenorm1d.forward)
+
+
+_BATCH_RENORM_FORWARDS = _batch_renorm_forwards()
