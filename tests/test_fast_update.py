@@ -21,10 +21,12 @@ from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 FAST = dict(learning_starts=100, batch_size=32, buffer_size=2_000, seed=4)
 
 
-def _mlp(squash: bool, sizes=(5, [16, 12], 3), layer_norm: bool = False) -> nn.Sequential:
+def _mlp(squash: bool, sizes=(5, [16, 12], 3), layer_norm: bool = False, activation=nn.ReLU) -> nn.Sequential:
     th.manual_seed(0)
     post = [nn.LayerNorm] if layer_norm else None
-    network = nn.Sequential(*create_mlp(sizes[0], sizes[2], sizes[1], squash_output=squash, post_linear_modules=post))
+    network = nn.Sequential(
+        *create_mlp(sizes[0], sizes[2], sizes[1], activation, squash_output=squash, post_linear_modules=post)
+    )
     with th.no_grad():  # LayerNorm's affine parameters away from their (1, 0) initialisation
         for layer in network:
             if isinstance(layer, nn.LayerNorm):
@@ -33,11 +35,12 @@ def _mlp(squash: bool, sizes=(5, [16, 12], 3), layer_norm: bool = False) -> nn.S
     return network
 
 
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.ELU])
 @pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("contiguous_inputs", [False, True])
 @pytest.mark.parametrize("squash", [False, True])
-def test_forward_and_gradients_equal_autograd(squash, contiguous_inputs, layer_norm):
-    network = _mlp(squash, layer_norm=layer_norm)
+def test_forward_and_gradients_equal_autograd(squash, contiguous_inputs, layer_norm, activation):
+    network = _mlp(squash, layer_norm=layer_norm, activation=activation)
     lean = LeanMLP(network)
     inputs = th.randn(9, 5, requires_grad=True)
     output_gradients = th.randn(9, 3)
@@ -78,6 +81,7 @@ def test_forward_follows_in_place_parameter_updates():
     "network",
     [
         nn.Sequential(*create_mlp(4, 1, [8], activation_fn=nn.Tanh)),
+        nn.Sequential(nn.Linear(4, 8), nn.ELU(alpha=0.5), nn.Linear(8, 1)),
         nn.Sequential(*create_mlp(4, 1, [8], pre_linear_modules=[nn.LayerNorm])),
         nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8, elementwise_affine=False), nn.ReLU(), nn.Linear(8, 1)),
         nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 1)),
@@ -145,6 +149,18 @@ def _record_priorities(buffer) -> list[th.Tensor]:
 @pytest.mark.parametrize(
     "kwargs",
     [
+        # TD7 without SALE: ELU critics, the actor ascending the mean of both critics, LAP, hard targets, clipping.
+        dict(
+            policy_kwargs=dict(net_arch=[32, 32], n_critics=2, critic_activation_fn=nn.ELU, actor_q="mean"),
+            replay_buffer_class=PrioritizedReplayBuffer,
+            replay_buffer_kwargs=dict(priority="lap", min_priority=1.0, alpha=0.4),
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+            tau=1.0,
+            target_update_interval=7,
+            target_value_clipping=True,
+        ),
         # CrossQ (the `ext` preset's update): BatchRenorm actor and critics, one joint critic pass, no target networks;
         # the renormalisation starts after 60 training passes, during the 20 updates compared.
         dict(
@@ -200,6 +216,7 @@ def _record_priorities(buffer) -> list[th.Tensor]:
         ),
     ],
     ids=[
+        "td7-without-sale",
         "crossq-3-step",
         "batch-renorm-with-targets",
         "td3-layer-norm",
@@ -247,7 +264,7 @@ def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(k
 @pytest.mark.parametrize(
     "policy_kwargs",
     [
-        dict(critic_activation_fn=nn.ELU),
+        dict(activation_fn=nn.SiLU),
         dict(activation_fn=nn.Tanh),
         dict(network="simba"),
     ],

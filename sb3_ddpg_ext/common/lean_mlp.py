@@ -1,4 +1,4 @@
-"""Forward and backward passes of a plain ReLU MLP without autograd, for the hot path of the update."""
+"""Forward and backward passes of a ReLU or ELU MLP without autograd, for the hot path of the update."""
 
 from collections.abc import Callable
 from typing import NamedTuple
@@ -25,24 +25,45 @@ class _Layer(NamedTuple):
 
 
 class _Unit(NamedTuple):
-    """A linear layer with the normalisations around it: BatchRenorm before it, LayerNorm after it (hidden only)."""
+    """A linear layer with the normalisations around it (BatchRenorm before it, LayerNorm after it) and its
+    activation (hidden layers only): ReLU, or ELU with ``alpha = 1``."""
 
     renorm: LeanBatchRenorm | None
     layer: _Layer
     norm: LeanLayerNorm | None
+    elu: bool
 
 
-def _parse(network: nn.Module) -> tuple[list[tuple[nn.Module | None, nn.Linear, nn.Module | None]], bool] | None:
+_Parsed = tuple[nn.Module | None, nn.Linear, nn.Module | None, nn.Module | None]
+
+
+def _is_activation(layer: nn.Module) -> bool:
+    return type(layer) is nn.ReLU or (type(layer) is nn.ELU and layer.alpha == 1.0)
+
+
+def _activation_backward_(gradient: th.Tensor, output: th.Tensor, elu: bool) -> None:
     """
-    ``(BatchRenorm?, Linear, LayerNorm?)`` per linear layer and whether a Tanh ends the network, for a Sequential of
-    ``[BatchRenorm] Linear [LayerNorm] ReLU ... [BatchRenorm] Linear [Tanh]``; None for any other network.
+    The activation's backward in place, from its output: ReLU's ``g [y > 0]``; ELU's (``alpha = 1``) ``g`` where
+    ``y > 0``, else ``g e^x = g (y + 1)``: both are ``g (min(y, 0) + 1)``. Both may overwrite ``output``: call it on
+    its last use.
+    """
+    if elu:
+        gradient.mul_(output.clamp_(max=0.0).add_(1.0))
+    else:
+        relu_backward_(gradient, output)
+
+
+def _parse(network: nn.Module) -> tuple[list[_Parsed], bool] | None:
+    """
+    ``(BatchRenorm?, Linear, LayerNorm?, activation)`` per linear layer and whether a Tanh ends the network, for a
+    Sequential of ``[BatchRenorm] Linear [LayerNorm] ReLU|ELU ... [BatchRenorm] Linear [Tanh]``; None for any other.
     """
     if not isinstance(network, nn.Sequential) or len(network) == 0:
         return None
     layers = list(network)
     squashed = type(layers[-1]) is nn.Tanh
     layers = layers[:-1] if squashed else layers
-    units: list[tuple[nn.Module | None, nn.Linear, nn.Module | None]] = []
+    units: list[_Parsed] = []
     position = 0
 
     def take(accepts: Callable[[nn.Module], bool]) -> nn.Module | None:
@@ -58,29 +79,31 @@ def _parse(network: nn.Module) -> tuple[list[tuple[nn.Module | None, nn.Linear, 
         if linear is None:
             return None
         if position == len(layers):
-            units.append((renorm, linear, None))  # type: ignore[arg-type]
+            units.append((renorm, linear, None, None))  # type: ignore[arg-type]
             return units, squashed
         norm = take(LeanLayerNorm.supports)
-        if take(lambda layer: type(layer) is nn.ReLU) is None:
+        activation = take(_is_activation)
+        if activation is None:
             return None
-        units.append((renorm, linear, norm))  # type: ignore[arg-type]
-    return None  # ends in ReLU
+        units.append((renorm, linear, norm, activation))  # type: ignore[arg-type]
+    return None  # ends in an activation
 
 
 class LeanMLP:
     """
-    The layers of an ``nn.Sequential`` built by SB3's ``create_mlp`` with ReLU activations (``Linear, ReLU,
+    The layers of an ``nn.Sequential`` built by SB3's ``create_mlp`` with ReLU or ELU activations (``Linear, ReLU,
     ..., Linear``, optionally ending in ``Tanh``), with ``post_linear_modules=[nn.LayerNorm]`` (``Linear, LayerNorm,
     ReLU, ...``) and/or ``pre_linear_modules=[BatchRenorm1d]`` (CrossQ: ``BatchRenorm, Linear, ReLU, ...,
     BatchRenorm, Linear``), run with hand-derived gradients instead of autograd.
 
     The same maths as autograd (``addmm`` forward; ``grad_W = g^T x``, ``grad_b = sum(g)``, ``grad_x = g W``,
-    ReLU's ``g [y > 0]``, tanh's ``g (1 - y^2)``, the normalisations' in :mod:`~sb3_ddpg_ext.common.lean_norms`)
-    without building a graph, in place where autograd would allocate, and into preallocated tensors: the gradients,
-    and the hidden activations and their gradients, which every pass with the same batch size reuses. Activations are
-    kept feature-major (``features x batch``), and so are inputs and outputs, so that networks chained by hand (actor
-    into critic) need no transposed copies between them. BatchRenorm layers run in the mode the caller declares
-    (:meth:`forward`'s ``training``), not the one the modules are in.
+    ReLU's ``g [y > 0]``, ELU's ``g (min(y, 0) + 1)``, tanh's ``g (1 - y^2)``, the normalisations' in
+    :mod:`~sb3_ddpg_ext.common.lean_norms`) without building a graph, in place where autograd would allocate, and
+    into preallocated tensors: the gradients, and the hidden activations and their gradients, which every pass with
+    the same batch size reuses. Activations are kept feature-major (``features x batch``), and so are inputs and
+    outputs, so that networks chained by hand (actor into critic) need no transposed copies between them.
+    BatchRenorm layers run in the mode the caller declares (:meth:`forward`'s ``training``), not the one the modules
+    are in.
 
     Because of that reuse, a pass overwrites the activations of the previous pass of the same object (and of the
     objects sharing its ``activation_pool``): call :meth:`backward` before the next :meth:`forward`; :meth:`backward`
@@ -102,11 +125,11 @@ class LeanMLP:
         parsed = _parse(network)
         if parsed is None:
             raise ValueError(
-                f"LeanMLP needs Linear/ReLU layers (BatchRenorm before, LayerNorm after a linear layer allowed) ending "
-                f"in Linear (or Linear, Tanh), got {network}"
+                f"LeanMLP needs Linear/ReLU (or ELU) layers (BatchRenorm before, LayerNorm after a linear layer "
+                f"allowed) ending in Linear (or Linear, Tanh), got {network}"
             )
         modules, self.squashed = parsed
-        self.linears: list[nn.Linear] = [linear for _, linear, _ in modules]
+        self.linears: list[nn.Linear] = [linear for _, linear, _, _ in modules]
         # The module's parameters in its own order (the optimizers' order).
         self.parameters: list[th.Tensor] = list(network.parameters())
         self.gradients: list[th.Tensor] = [th.zeros_like(tensor) for tensor in self.parameters]
@@ -128,8 +151,9 @@ class LeanMLP:
                     narrow_input=linear.in_features < linear.out_features,
                 ),
                 norm=None if norm is None else LeanLayerNorm(norm, *gradients(norm, "weight", "bias")),  # type: ignore[arg-type]
+                elu=type(activation) is nn.ELU,
             )
-            for renorm, linear, norm in modules
+            for renorm, linear, norm, activation in modules
         ]
         self._activation_pool: BufferPool = {} if activation_pool is None else activation_pool
         self._gradient_pool: BufferPool = {} if gradient_pool is None else gradient_pool
@@ -143,7 +167,8 @@ class LeanMLP:
 
     @staticmethod
     def supports(network: nn.Module) -> bool:
-        """Whether ``network`` is a Sequential of ``Linear`` layers (with biases) and ``ReLU`` between them, ending
+        """Whether ``network`` is a Sequential of ``Linear`` layers (with biases) and ``ReLU`` (or ``ELU`` with
+        ``alpha=1``) between them, ending
         in ``Linear`` or ``Linear, Tanh``, each linear layer optionally after a BatchRenorm (sb3-contrib's or
         DDPGExt's, affine) and each hidden one optionally followed by a LayerNorm (affine, over the last dimension)."""
         return _parse(network) is not None
@@ -211,7 +236,7 @@ class LeanMLP:
             hidden = th.addmm(layer.column_bias, layer.weight, linear_input, out=buffer)
             if unit.norm is not None:  # written back into the buffer: the backward reads the hidden layers from there
                 hidden = unit.norm.forward(hidden, out=buffer)
-            hidden = hidden.relu_()
+            hidden = th.nn.functional.elu_(hidden) if unit.elu else hidden.relu_()
             activations.append(hidden)
         raise AssertionError("unreachable: the last unit returns")
 
@@ -243,7 +268,7 @@ class LeanMLP:
             gradient = th.mm(unit.layer.transposed_weight, gradient, out=self._hidden_gradients[index - 1])
             if unit.renorm is not None:
                 gradient = unit.renorm.backward(gradient, parameter_gradients)
-            relu_backward_(gradient, activations[index])  # its last use: the public path overwrites it
+            _activation_backward_(gradient, activations[index], self._units[index - 1].elu)  # its last use
             norm = self._units[index - 1].norm
             if norm is not None:
                 gradient = norm.backward(gradient, parameter_gradients)

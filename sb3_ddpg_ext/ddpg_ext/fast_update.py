@@ -25,9 +25,10 @@ class FastUpdate:
     with.
 
     :meth:`build` makes one for the networks SB3 builds by default and DDPGExt's normalised ones (flattened Box
-    observations, ReLU MLPs, LayerNorm after hidden layers and BatchRenorm before linear layers allowed, with or
-    without target networks: CrossQ's joint pass of both batches, optimizers over exactly the networks' parameters);
-    other policies run the specification.
+    observations, ReLU or ELU MLPs, LayerNorm after hidden layers and BatchRenorm before linear layers allowed, with or
+    without target networks: CrossQ's joint pass of both batches; the actor ascending the first critic or the mean of
+    all, TD7's; optimizers over exactly the networks' parameters); other policies (SALE's embeddings, SimBa's
+    residual blocks, CNNs) run the specification.
     """
 
     def __init__(self, policy: DDPGExtPolicy, smoothing: TargetSmoothing):
@@ -65,7 +66,6 @@ class FastUpdate:
         actor, critic = policy.actor, policy.critic
         if (
             policy.sale is not None  # TD7's embeddings: the specification (for now)
-            or critic.actor_q != "first"
             or not isinstance(policy.observation_space, spaces.Box)
             or is_image_space(policy.observation_space)
             or type(actor.features_extractor) is not FlattenExtractor
@@ -148,21 +148,26 @@ class FastUpdate:
     def step_actor(self, observations: PyTorchObs) -> th.Tensor:
         cached_observations, features = self._features
         self._features = (None, None)
-        self._critic_activations = []  # the first critic's pass below overwrites them
+        self._critic_activations = []  # the critics' passes below overwrite them
         if features is None or cached_observations is not observations:
             features = self._feature_rows(observations).contiguous()
         actions, actor_activations = self.actor.forward(features, training=True)
-        critic = self.critics[0]
-        # Without target networks the critic runs on its running statistics here (see AutogradUpdate.actor_loss).
-        outputs, critic_activations = critic.forward(th.cat([features, actions]), training=self.target_networks)
-        q_outputs = outputs.t()  # (batch, n_outputs)
         readout = self.policy.critic
+        critics = self.critics[: 1 if readout.actor_q == "first" else len(self.critics)]  # TD7: all of them
+        inputs = th.cat([features, actions])
+        # Without target networks the critic runs on its running statistics here (see AutogradUpdate.actor_loss).
+        passes = [critic.forward(inputs, training=self.target_networks) for critic in critics]
+        q_outputs = self._stacked([outputs for outputs, _ in passes])  # (batch, critics, n_outputs)
         actor_loss = -readout.q_values(q_outputs).mean()
-        output_gradients = readout.q_value_gradients(q_outputs, -1.0 / q_outputs.shape[0]).t()
-        # Only the critic's action inputs are differentiated, not its parameters.
-        action_gradients = critic.backward(
-            critic_activations, output_gradients, input_rows=self.action_rows, parameter_gradients=False
-        )
+        output_gradients = readout.q_value_gradients(q_outputs, -1.0 / (q_outputs.shape[0] * len(critics)))
+        # Only the critics' action inputs are differentiated, not their parameters.
+        action_gradients: th.Tensor | None = None
+        for index, (critic, (_, activations)) in enumerate(zip(critics, passes, strict=True)):
+            gradient = critic.backward(
+                activations, output_gradients[:, index].t(), input_rows=self.action_rows, parameter_gradients=False
+            )
+            assert gradient is not None
+            action_gradients = gradient if action_gradients is None else action_gradients.add_(gradient)
         assert action_gradients is not None
         self.actor.backward(actor_activations, action_gradients)
         self.actor_step.step()
