@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--address", help="Ray cluster address (e.g. ray://head:10001, auto); default: a local Ray")
     benchmark.add_argument("--root", default="benchmarks/results/runs", help="one CSV per run is written here")
     benchmark.add_argument("--report-only", action="store_true", help="only summarise the runs found under --root")
+    benchmark.add_argument(
+        "--checkpoint-dir",
+        help="checkpoint each run here as it goes and resume interrupted runs from it (keep it outside the repository)",
+    )
+    benchmark.add_argument("--checkpoint-freq", type=int, default=10_000, help="steps between checkpoints (default: 10000)")
     benchmark.add_argument("--list-algos", action="store_true")
     benchmark.add_argument("--output", help="also write the report (markdown, with provenance) to this file")
     benchmark.add_argument("--plots", help="folder for PNG learning curves (default: beside --output, if given)")
@@ -117,7 +122,12 @@ def _benchmark(args: argparse.Namespace) -> None:
             for env_id in args.envs
             for algorithm in algorithms
         ]
-        benchmark.run_grid(specs, root, jobs=args.jobs, executor=args.executor, address=args.address)
+        checkpoints = None
+        if args.checkpoint_dir is not None:
+            from sb3_ddpg_ext.experiments.run_checkpoints import RunCheckpoints
+
+            checkpoints = RunCheckpoints(args.checkpoint_dir, args.checkpoint_freq)
+        benchmark.run_grid(specs, root, jobs=args.jobs, executor=args.executor, address=args.address, checkpoints=checkpoints)
     output = None if args.output is None else pathlib.Path(args.output)
     plots = pathlib.Path(args.plots) if args.plots else (output.parent if output is not None else None)
     markdown_dir = output.parent if output is not None else None

@@ -7,7 +7,8 @@ import pytest
 
 from sb3_ddpg_ext.cli import main
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic
-from sb3_ddpg_ext.experiments.benchmark import RunSpec, algorithm_names, build, run_grid
+from sb3_ddpg_ext.experiments.benchmark import EvaluationRecorder, RunSpec, algorithm_names, build, run_grid, train_run
+from sb3_ddpg_ext.experiments.run_checkpoints import RunCheckpoints
 
 SMALL = (("net_arch", [16]),)
 
@@ -69,3 +70,57 @@ def test_zoo_baselines_take_rl_zoo_entries_and_sb3_defaults_for_the_rest():
     assert type(ddpg.action_noise).__name__ == "OrnsteinUhlenbeckActionNoise" and ddpg.learning_starts == 100
     with pytest.raises(ValueError, match="RL Zoo has no tuned DDPG entry for 'InvertedPendulum-v5'"):
         build("sb3-ddpg-zoo", "InvertedPendulum-v5", seed=0)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_with_the_evaluations_before_it(tmp_path, monkeypatch):
+    # Pendulum's episodes end every 200 steps: the checkpoint after 1100 steps is written at the episode end at 1200,
+    # after the 200 updates that follow the 1000 random steps.
+    spec = RunSpec("ddpg-ext-td3", "Pendulum-v1", 0, timesteps=1600, eval_freq=200, n_eval_episodes=1, policy_kwargs=SMALL)
+    uninterrupted = train_run(spec)
+    checkpoints = RunCheckpoints(tmp_path / "checkpoints", every=1100)
+    original_on_step = EvaluationRecorder._on_step
+    first_steps: list[int] = []
+
+    def interrupted_at_1300(self):
+        if self.num_timesteps == 1300:
+            raise KeyboardInterrupt("the session ended")
+        return original_on_step(self)
+
+    monkeypatch.setattr(EvaluationRecorder, "_on_step", interrupted_at_1300)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(spec, checkpoints)
+    assert checkpoints.exists(spec)
+
+    def recording_first_step(self):
+        first_steps.append(self.num_timesteps)
+        return original_on_step(self)
+
+    monkeypatch.setattr(EvaluationRecorder, "_on_step", recording_first_step)
+    resumed = train_run(spec, checkpoints)
+    assert first_steps[0] == 1201  # continued from the checkpoint's step, not from 0 or from the interruption
+    assert [row[0] for row in resumed.rows] == [row[0] for row in uninterrupted.rows] == list(range(200, 1601, 200))
+    before = [(steps, mean, std) for steps, _, mean, std in uninterrupted.rows if steps <= 1200]
+    assert [(steps, mean, std) for steps, _, mean, std in resumed.rows if steps <= 1200] == before
+    seconds = [row[1] for row in resumed.rows]
+    assert seconds == sorted(seconds)  # the training clock went on from where it stopped
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    checkpoints = RunCheckpoints(tmp_path, every=200)
+    spec = RunSpec("ddpg-ext-td3", "Pendulum-v1", 0, timesteps=400, eval_freq=200, n_eval_episodes=1, policy_kwargs=SMALL)
+    train_run(spec, checkpoints)
+    other = RunSpec("ddpg-ext-td3", "Pendulum-v1", 0, timesteps=600, eval_freq=100, n_eval_episodes=1, policy_kwargs=SMALL)
+    with pytest.raises(ValueError, match="is of another run"):
+        train_run(other, checkpoints)
+    with pytest.raises(ValueError, match="`checkpoint_freq` must be a positive number of steps, got 0"):
+        RunCheckpoints(tmp_path, every=0)
+
+
+def test_cli_checkpoints_runs_and_removes_a_finished_runs_checkpoint(tmp_path, capsys):
+    arguments = ["benchmark", "--root", str(tmp_path / "runs"), "--algos", "sb3-td3", "--seeds", "0"]
+    arguments += ["--timesteps", "400", "--eval-freq", "200", "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    assert main([*arguments, "--checkpoint-freq", "200"]) == 0
+    assert (tmp_path / "runs" / "Pendulum-v1" / "sb3-td3" / "seed0.csv").exists()
+    assert not (tmp_path / "checkpoints" / "Pendulum-v1" / "sb3-td3" / "seed0").exists()
+    assert main([*arguments, "--checkpoint-freq", "-5", "--seeds", "1"]) == 2
+    assert "`checkpoint_freq` must be a positive number of steps, got -5" in capsys.readouterr().err

@@ -25,7 +25,7 @@ import torch as th
 import yaml
 from stable_baselines3 import DDPG, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.noise import NormalActionNoise
@@ -34,6 +34,7 @@ from sb3_ddpg_ext.common.validation import InvalidValueError
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
 from sb3_ddpg_ext.experiments.config import ExperimentConfig, parse_entry
 from sb3_ddpg_ext.experiments.provenance import provenance
+from sb3_ddpg_ext.experiments.run_checkpoints import RunCheckpoints
 from sb3_ddpg_ext.experiments.tasks import TASKS, Task
 from sb3_ddpg_ext.presets import PRESETS, preset
 
@@ -176,6 +177,16 @@ class EvaluationRecorder(BaseCallback):
         self._evaluation_seconds += time.perf_counter() - started
         self.rows.append((self.num_timesteps, seconds, float(mean), float(std)))  # type: ignore[arg-type]
 
+    def training_seconds(self) -> float:
+        """Training wall-clock so far (evaluations excluded)."""
+        return time.perf_counter() - self._start - self._evaluation_seconds
+
+    def restore(self, rows: list[tuple[int, float, float, float]], training_seconds: float) -> None:
+        """Continue an interrupted run: its evaluations, and its training clock where it stopped."""
+        self.rows = list(rows)
+        self._start = time.perf_counter() - training_seconds
+        self._evaluation_seconds = 0.0
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -190,12 +201,24 @@ class RunResult:
     metadata: dict[str, Any]
 
 
-def train_run(spec: RunSpec) -> RunResult:
-    """Train and evaluate one run (in any process or on any machine); nothing is written."""
+def train_run(spec: RunSpec, checkpoints: RunCheckpoints | None = None) -> RunResult:
+    """
+    Train and evaluate one run (in any process or on any machine); nothing is written but its checkpoints.
+
+    :param spec: the run
+    :param checkpoints: where the run is checkpointed as it goes, and resumed from if a checkpoint is there
+    """
     th.set_num_threads(1)
-    model = build(spec.algorithm, spec.env_id, spec.seed, dict(spec.policy_kwargs) or None)
     recorder = EvaluationRecorder(spec.env_id, spec.seed, spec.eval_freq, spec.n_eval_episodes)
-    model.learn(spec.timesteps, callback=recorder)
+    callbacks: list[BaseCallback] = [recorder]
+    if checkpoints is not None and checkpoints.exists(spec):
+        model = checkpoints.resume(spec, recorder)
+    else:
+        model = build(spec.algorithm, spec.env_id, spec.seed, dict(spec.policy_kwargs) or None)
+    if checkpoints is not None:
+        callbacks.append(checkpoints.callback(spec, recorder))
+    resumed = model.num_timesteps > 0
+    model.learn(spec.timesteps - model.num_timesteps, callback=CallbackList(callbacks), reset_num_timesteps=not resumed)
     if not recorder.rows or recorder.rows[-1][0] != model.num_timesteps:
         recorder.evaluate()
     return RunResult(recorder.rows, {"run": asdict(spec), "provenance": provenance()})
@@ -219,7 +242,12 @@ EXECUTORS = ("process", "ray")
 
 
 def run_grid(
-    specs: Iterable[RunSpec], root: pathlib.Path, jobs: int = 1, executor: str = "process", address: str | None = None
+    specs: Iterable[RunSpec],
+    root: pathlib.Path,
+    jobs: int = 1,
+    executor: str = "process",
+    address: str | None = None,
+    checkpoints: RunCheckpoints | None = None,
 ) -> list[pathlib.Path]:
     """
     Execute the runs whose CSV does not exist yet and write each one as soon as it finishes.
@@ -231,30 +259,41 @@ def run_grid(
         to this process, so the workers need the package but no shared file system)
     :param address: the Ray cluster's address (e.g. ``ray://head:10001`` or ``auto``); ``None`` starts a local Ray
         with ``jobs`` CPUs
+    :param checkpoints: checkpoint each run as it goes and resume interrupted ones
+        (:class:`~sb3_ddpg_ext.experiments.run_checkpoints.RunCheckpoints`; on a cluster, a folder the workers share)
     :return: the CSV of every run of ``specs``
     """
     if executor not in EXECUTORS:
         raise InvalidValueError(f"`executor` must be one of {list(EXECUTORS)}, got {executor!r}")
     specs = list(specs)
     pending = [spec for spec in specs if not spec.path(root).exists()]
-    finished = _run_with_ray(pending, jobs, address) if executor == "ray" else _run_with_processes(pending, jobs)
+    if executor == "ray":
+        finished = _run_with_ray(pending, jobs, address, checkpoints)
+    else:
+        finished = _run_with_processes(pending, jobs, checkpoints)
     for spec, result in finished:
         write_run(spec, result, root)
+        if checkpoints is not None:
+            checkpoints.remove(spec)
     return [spec.path(root) for spec in specs]
 
 
-def _run_with_processes(specs: list[RunSpec], jobs: int) -> Iterator[tuple[RunSpec, RunResult]]:
+def _run_with_processes(
+    specs: list[RunSpec], jobs: int, checkpoints: RunCheckpoints | None
+) -> Iterator[tuple[RunSpec, RunResult]]:
     if jobs <= 1:
         for spec in specs:
-            yield spec, train_run(spec)
+            yield spec, train_run(spec, checkpoints)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(train_run, spec): spec for spec in specs}
+        futures = {pool.submit(train_run, spec, checkpoints): spec for spec in specs}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
-def _run_with_ray(specs: list[RunSpec], jobs: int, address: str | None) -> Iterator[tuple[RunSpec, RunResult]]:
+def _run_with_ray(
+    specs: list[RunSpec], jobs: int, address: str | None, checkpoints: RunCheckpoints | None
+) -> Iterator[tuple[RunSpec, RunResult]]:
     try:
         import ray
     except ImportError as error:
@@ -266,7 +305,7 @@ def _run_with_ray(specs: list[RunSpec], jobs: int, address: str | None) -> Itera
             os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address=address, num_cpus=None if address else max(jobs, 1), include_dashboard=False)
     remote_train_run = ray.remote(num_cpus=1)(train_run)
-    pending = {remote_train_run.remote(spec): spec for spec in specs}
+    pending = {remote_train_run.remote(spec, checkpoints): spec for spec in specs}  # type: ignore[call-arg]
     while pending:
         (done,), _ = ray.wait(list(pending), num_returns=1)
         yield pending.pop(done), ray.get(done)
