@@ -72,6 +72,22 @@ def test_zoo_baselines_take_rl_zoo_entries_and_sb3_defaults_for_the_rest():
         build("sb3-ddpg-zoo", "InvertedPendulum-v5", seed=0)
 
 
+def test_the_peers_sb3_users_pick_build_with_rl_zoos_entries_and_their_own_exploration():
+    crossq = build("contrib-crossq-zoo", "HalfCheetah-v5", seed=0)
+    assert type(crossq).__name__ == "CrossQ" and (crossq.learning_rate, crossq.learning_starts, crossq.policy_delay) == (
+        1e-3,
+        5_000,
+        3,
+    )
+    assert crossq.policy_kwargs["net_arch"] == {"pi": [256, 256], "qf": [2048, 2048]}
+    tqc = build("contrib-tqc-zoo", "Hopper-v5", seed=0, policy_kwargs={"net_arch": [8]})
+    assert type(tqc).__name__ == "TQC" and tqc.top_quantiles_to_drop_per_net == 5 and tqc.learning_starts == 10_000
+    for name in ("sb3-sac", "contrib-tqc", "contrib-crossq", "sb3-sac-zoo"):
+        model = build(name, "Hopper-v5", seed=0, policy_kwargs={"net_arch": [8]})
+        assert model.action_noise is None  # stochastic actors explore with their own policy
+    assert build("sb3-td3", "Hopper-v5", seed=0, policy_kwargs={"net_arch": [8]}).action_noise is not None
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint_with_the_evaluations_before_it(tmp_path, monkeypatch):
     # Pendulum's episodes end every 200 steps: the checkpoint after 1100 steps is written at the episode end at 1200,
     # after the 200 updates that follow the 1000 random steps.

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch as th
 import yaml
-from stable_baselines3 import DDPG, TD3
+from sb3_contrib import TQC, CrossQ
+from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
@@ -39,9 +40,25 @@ from sb3_ddpg_ext.experiments.tasks import TASKS, Task
 from sb3_ddpg_ext.presets import PRESETS, preset
 
 EVAL_SEED_OFFSET = 10_000
-BASELINES: dict[str, type[BaseAlgorithm]] = {"sb3-ddpg": DDPG, "sb3-td3": TD3}
-# SB3's agents with RL Zoo's tuned hyperparameters for the task (only for tasks RL Zoo has tuned).
-ZOO_BASELINES: dict[str, tuple[type[BaseAlgorithm], str]] = {"sb3-ddpg-zoo": (DDPG, "ddpg"), "sb3-td3-zoo": (TD3, "td3")}
+# The agents SB3 users pick for continuous control, with their libraries' defaults: SB3's DDPG, TD3 and SAC,
+# sb3-contrib's TQC and CrossQ.
+BASELINES: dict[str, type[BaseAlgorithm]] = {
+    "sb3-ddpg": DDPG,
+    "sb3-td3": TD3,
+    "sb3-sac": SAC,
+    "contrib-tqc": TQC,
+    "contrib-crossq": CrossQ,
+}
+# The same with RL Zoo's tuned hyperparameters for the task (only for tasks RL Zoo has tuned).
+ZOO_BASELINES: dict[str, tuple[type[BaseAlgorithm], str]] = {
+    "sb3-ddpg-zoo": (DDPG, "ddpg"),
+    "sb3-td3-zoo": (TD3, "td3"),
+    "sb3-sac-zoo": (SAC, "sac"),
+    "contrib-tqc-zoo": (TQC, "tqc"),
+    "contrib-crossq-zoo": (CrossQ, "crossq"),
+}
+# Deterministic actors explore with the task's Gaussian action noise; SAC, TQC and CrossQ with their own policies.
+ACTION_NOISE_BASELINES = (DDPG, TD3)
 RL_ZOO_HYPERPARAMS = pathlib.Path(__file__).with_name("rl_zoo.yml")
 DDPG_EXT_PREFIX = "ddpg-ext-"
 
@@ -67,20 +84,25 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def algorithm_names() -> list[str]:
-    """The algorithms a grid can name: SB3's DDPG and TD3 (their defaults), each DDPGExt preset and variant."""
+    """The algorithms a grid can name: the peers (their defaults, and RL Zoo's entries), each DDPGExt preset and
+    variant."""
     return [*BASELINES, *ZOO_BASELINES, *(DDPG_EXT_PREFIX + name for name in [*PRESETS, *VARIANTS])]
 
 
-def rl_zoo_entry(algorithm: str, env_id: str) -> ExperimentConfig:
+def rl_zoo_entry(algorithm: str, env_id: str, algorithm_class: type[BaseAlgorithm] = DDPGExt) -> ExperimentConfig:
     """
-    RL Zoo's tuned hyperparameters of SB3's ``ddpg`` or ``td3`` for a task (see ``rl_zoo.yml``).
+    RL Zoo's tuned hyperparameters of ``ddpg``, ``td3``, ``sac``, ``tqc`` or ``crossq`` for a task (see ``rl_zoo.yml``).
 
+    :param algorithm: RL Zoo's name of the algorithm
+    :param env_id: the task
+    :param algorithm_class: the class whose keyword arguments the entry holds
     :raises ValueError: when RL Zoo has no entry for the task
     """
     entries = yaml.safe_load(RL_ZOO_HYPERPARAMS.read_text())[algorithm]
     if env_id not in entries:
         raise InvalidValueError(f"RL Zoo has no tuned {algorithm.upper()} entry for {env_id!r} (it has {sorted(entries)})")
-    return parse_entry(env_id, {**entries[env_id], "n_timesteps": 0}, source=f"RL Zoo {algorithm} {env_id}")
+    entry = {**entries[env_id], "n_timesteps": 0}
+    return parse_entry(env_id, entry, source=f"RL Zoo {algorithm} {env_id}", algorithm=algorithm_class)
 
 
 def ddpg_ext_kwargs(name: str) -> dict[str, Any]:
@@ -110,11 +132,14 @@ def build(algorithm: str, env_id: str, seed: int, policy_kwargs: dict[str, Any] 
     noise = NormalActionNoise(np.zeros(action_dim), task.noise_std * np.ones(action_dim))
     common: dict[str, Any] = dict(learning_starts=task.learning_starts, action_noise=noise, seed=seed, verbose=0)
     if algorithm in BASELINES:
-        return BASELINES[algorithm]("MlpPolicy", env, policy_kwargs=policy_kwargs, **common)
+        algorithm_class = BASELINES[algorithm]
+        if algorithm_class not in ACTION_NOISE_BASELINES:
+            common.pop("action_noise")
+        return algorithm_class("MlpPolicy", env, policy_kwargs=policy_kwargs, **common)
     if algorithm in ZOO_BASELINES:
         algorithm_class, zoo_name = ZOO_BASELINES[algorithm]
-        config = rl_zoo_entry(zoo_name, env_id)
-        # What RL Zoo runs: its entry, and SB3's defaults (not the task's shared settings) for the rest.
+        config = rl_zoo_entry(zoo_name, env_id, algorithm_class)
+        # What RL Zoo runs: its entry, and the library's defaults (not the task's shared settings) for the rest.
         kwargs = {"seed": seed, "verbose": 0, "action_noise": config.make_action_noise(action_dim), **config.model_kwargs}
         kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **(policy_kwargs or {})}
         return algorithm_class("MlpPolicy", env, **kwargs)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
@@ -105,13 +106,16 @@ def load_entry(env_id: str, path: str | pathlib.Path = DEFAULT_HYPERPARAMS) -> E
     return parse_entry(env_id, entries[env_id], source=f"{path}[{env_id}]")
 
 
-def parse_entry(env_id: str, entry: dict[str, Any], source: str = "entry") -> ExperimentConfig:
+def parse_entry(
+    env_id: str, entry: dict[str, Any], source: str = "entry", algorithm: type[BaseAlgorithm] = DDPGExt
+) -> ExperimentConfig:
     """
     Convert one RL-Zoo-format entry.
 
     :param env_id: Gymnasium environment id
     :param entry: the raw mapping read from YAML
     :param source: where the entry comes from, for error messages
+    :param algorithm: the algorithm whose keyword arguments the entry's keys must be (RL Zoo's peers in benchmarks)
     :return: the converted entry
     """
     entry = dict(entry)
@@ -119,7 +123,7 @@ def parse_entry(env_id: str, entry: dict[str, Any], source: str = "entry") -> Ex
     if unsupported:
         raise InvalidValueError(f"{source}: keys {unsupported} are not supported by sb3-ddpg-ext")
     experiment = {key: entry.pop(key) for key in EXPERIMENT_KEYS if key in entry}
-    model_kwargs = _convert_model_kwargs(entry, source)
+    model_kwargs = _convert_model_kwargs(entry, source, algorithm)
 
     noise_type = experiment.get("noise_type")
     if noise_type is not None and noise_type not in NOISE_CLASSES:
@@ -138,8 +142,8 @@ def parse_entry(env_id: str, entry: dict[str, Any], source: str = "entry") -> Ex
     )
 
 
-def _convert_model_kwargs(entry: dict[str, Any], source: str) -> dict[str, Any]:
-    accepted = accepted_keyword_arguments(DDPGExt, skip=("env", "_init_setup_model", "seed", "verbose", "tensorboard_log"))
+def _convert_model_kwargs(entry: dict[str, Any], source: str, algorithm: type[BaseAlgorithm]) -> dict[str, Any]:
+    accepted = accepted_keyword_arguments(algorithm, skip=("env", "_init_setup_model", "seed", "verbose", "tensorboard_log"))
     assert accepted is not None
     unknown = sorted(set(entry) - accepted)
     if unknown:
