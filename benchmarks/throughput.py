@@ -153,6 +153,14 @@ def rows(env_ids: list[str]) -> list[Row]:
             baseline_name="DDPGExt, `lean_update=False`",
             kind=INTERNAL,
         ),
+        Row(
+            "`ext` preset (as above)",
+            pendulum,
+            with_settings(DDPGExt, **preset("ext"), lean_update=False),
+            with_settings(DDPGExt, **preset("ext")),
+            baseline_name="DDPGExt, `lean_update=False`",
+            kind=INTERNAL,
+        ),
     ]
     # What the private torch kernels of the fast backend earn over their public equivalents (common/torch_kernels.py).
     table += [
