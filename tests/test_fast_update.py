@@ -15,6 +15,7 @@ from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
 from sb3_ddpg_ext.common import torch_kernels
 from sb3_ddpg_ext.common.lean_mlp import LeanMLP
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
+from sb3_ddpg_ext.ddpg_ext.fast_sale import FastSaleUpdate
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 
@@ -120,10 +121,8 @@ def _pair(env_id="Pendulum-v1", **kwargs):
     reference.learn(150)
     model = DDPGExt("MlpPolicy", env, **FAST, **kwargs)
     model.policy.load_state_dict(reference.policy.state_dict())
-    for optimizer, reference_optimizer in (
-        (model.actor.optimizer, reference.actor.optimizer),
-        (model.critic.optimizer, reference.critic.optimizer),
-    ):
+    optimizers = zip(model.policy.optimizers().values(), reference.policy.optimizers().values(), strict=True)
+    for optimizer, reference_optimizer in optimizers:  # SALE's encoder's too
         optimizer.load_state_dict(copy.deepcopy(reference_optimizer.state_dict()))
     model.replay_buffer = copy.deepcopy(reference.replay_buffer)
     model._n_updates = reference._n_updates
@@ -149,6 +148,27 @@ def _record_priorities(buffer) -> list[th.Tensor]:
 @pytest.mark.parametrize(
     "kwargs",
     [
+        # TD7: SALE's embeddings (the encoder itself trains on autograd in both), ELU critics and encoder, the actor
+        # ascending the mean of both critics, LAP, hard target copies (and encoder refreshes), clipping.
+        dict(
+            policy_kwargs=dict(
+                net_arch=[32, 32],
+                n_critics=2,
+                critic_activation_fn=nn.ELU,
+                actor_q="mean",
+                sale=True,
+                sale_embedding_dim=16,
+                sale_net_arch=[32, 32],
+            ),
+            replay_buffer_class=PrioritizedReplayBuffer,
+            replay_buffer_kwargs=dict(priority="lap", min_priority=1.0, alpha=0.4),
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+            tau=1.0,
+            target_update_interval=7,
+            target_value_clipping=True,
+        ),
         # TD7 without SALE: ELU critics, the actor ascending the mean of both critics, LAP, hard targets, clipping.
         dict(
             policy_kwargs=dict(net_arch=[32, 32], n_critics=2, critic_activation_fn=nn.ELU, actor_q="mean"),
@@ -216,6 +236,7 @@ def _record_priorities(buffer) -> list[th.Tensor]:
         ),
     ],
     ids=[
+        "td7",
         "td7-without-sale",
         "crossq-3-step",
         "batch-renorm-with-targets",
@@ -236,7 +257,7 @@ def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(k
         pytest.skip("the private kernels exist under the tested torch releases only")
     monkeypatch.setattr(torch_kernels, "use_private_kernels", private_kernels)
     model, reference = _pair(**kwargs)
-    assert isinstance(model._current_update_setup().backend, FastUpdate)
+    assert isinstance(model._current_update_setup().backend, (FastUpdate, FastSaleUpdate))
     assert isinstance(reference._current_update_setup().backend, AutogradUpdate)
     # The same batches for both: with prioritized replay, float-level differences in the priorities would
     # otherwise change which transitions later updates draw.
@@ -251,8 +272,9 @@ def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(k
         algorithm.train(gradient_steps=20, batch_size=32)
     for (key, ours), theirs in zip(model.policy.state_dict().items(), reference.policy.state_dict().values(), strict=True):
         th.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=key)
+    # The errors are differences of Q-values near 10: their float32 resolution, after 20 updates, is about 1e-5.
     for theirs, ours in zip(*priorities, strict=True):
-        th.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+        th.testing.assert_close(ours, theirs, rtol=1e-4, atol=2e-5)
     assert len(priorities[1]) == (20 if "replay_buffer_class" in kwargs else 0)
     error_name = "cross_entropy_mean" if "critic" in kwargs["policy_kwargs"] else "td_error_mean"
     for name in ("critic_loss", "actor_loss", "q_mean", error_name):

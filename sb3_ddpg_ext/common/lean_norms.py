@@ -175,3 +175,33 @@ def _batch_renorm_forwards() -> tuple[object, ...]:
 
 
 _BATCH_RENORM_FORWARDS = _batch_renorm_forwards()
+
+
+class LeanAvgL1Norm:
+    """
+    TD7's AvgL1Norm over the features of a feature-major activation, ``y = x / m`` with ``m = max(mean |x|, eps)``
+    per sample, and its backward ``dx = g / m - sign(x) sum(g x) / (m^2 n)`` over the ``n`` features (``g / eps``
+    where the mean is below ``eps``: the clamp passes no gradient).
+
+    :param eps: the smallest divisor (TD7's and :func:`~sb3_ddpg_ext.ddpg_ext.encoders.avg_l1_norm`'s 1e-8)
+    """
+
+    def __init__(self, eps: float = 1e-8):
+        self.eps = eps
+        self._saved: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        """``AvgL1Norm(x)`` in a new tensor; ``x`` is kept for the backward (do not overwrite it before)."""
+        mean = x.abs().mean(dim=0, keepdim=True)
+        unclamped = mean > self.eps
+        inverse = mean.clamp_(min=self.eps).reciprocal_()
+        self._saved = (x, inverse, unclamped)
+        return x * inverse
+
+    def backward(self, gradient: th.Tensor) -> th.Tensor:
+        """The gradient with respect to the input of the last :meth:`forward`, given the one of its output."""
+        assert self._saved is not None, "backward() needs a forward() before it"
+        x, inverse, unclamped = self._saved
+        projection = th.linalg.vecdot(gradient, x, dim=0).unsqueeze(0)
+        coefficient = projection.mul_(inverse.square()).div_(-x.shape[0]).mul_(unclamped)
+        return (gradient * inverse).addcmul_(x.sign(), coefficient)

@@ -1,5 +1,6 @@
 """DDPGExt: DDPG as an SB3 off-policy algorithm, with each later improvement a switch."""
 
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -22,6 +23,7 @@ from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.arguments import check_arguments, check_parts_fit, check_policy
 from sb3_ddpg_ext.ddpg_ext.checkpoints import make_policy_checkpoints
 from sb3_ddpg_ext.ddpg_ext.critics import Critic
+from sb3_ddpg_ext.ddpg_ext.fast_sale import FastSaleUpdate
 from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.policies import CnnPolicy, DDPGExtPolicy, MlpPolicy, MultiInputPolicy
 from sb3_ddpg_ext.ddpg_ext.target_values import TargetValueRange
@@ -39,6 +41,8 @@ class _UpdateSetup(NamedTuple):
     # The fast backend records no graph: in inference mode every tensor op skips autograd's dispatch layers.
     inference_mode: bool
     target_averaging: TargetAveraging
+    # TD7's SALE: one optimizer step of the encoder on a batch, returning its loss (None without SALE).
+    encoder_step: Callable[[ReplayBufferSamples], th.Tensor] | None
 
 
 class DDPGExt(OffPolicyAlgorithm):
@@ -265,8 +269,8 @@ class DDPGExt(OffPolicyAlgorithm):
                 self._n_updates += 1
                 batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
                 weights = getattr(batch, "weights", None)
-                if self.policy.sale is not None:  # TD7: the encoder first, on the same batch
-                    stats.add("encoder_loss", self.policy.train_encoder(batch))
+                if setup.encoder_step is not None:  # TD7: the encoder first, on the same batch
+                    stats.add("encoder_loss", setup.encoder_step(batch))
 
                 outputs, next_outputs = setup.backend.critic_outputs(batch)
                 if value_range is not None:
@@ -313,7 +317,7 @@ class DDPGExt(OffPolicyAlgorithm):
     def _current_update_setup(self) -> _UpdateSetup:
         """The backend and target lists for the policy's current networks and optimizers (chosen again on a change)."""
         policy = self.policy
-        optimizers = (policy.actor.optimizer, policy.critic.optimizer)
+        optimizers = tuple(policy.optimizers().values())
         sizes = tuple(sum(len(group["params"]) for group in optimizer.param_groups) for optimizer in optimizers)
         networks = (policy, policy.actor, policy.critic, policy.actor_target, policy.critic_target)
         moves = policy.__dict__.get("_moves", 0)  # .to(device/dtype) replaces the tensors the fast backend holds
@@ -326,9 +330,13 @@ class DDPGExt(OffPolicyAlgorithm):
     def _choose_update(self, key: tuple[Any, ...]) -> _UpdateSetup:
         """The one place where the update's backend is chosen: the fast one where it supports the policy."""
         smoothing = TargetSmoothing(self.target_policy_noise, self.target_noise_clip)
-        fast = FastUpdate.build(self.policy, smoothing) if self.lean_update else None
+        fast_backend = FastUpdate if self.policy.sale is None else FastSaleUpdate  # SALE's networks are TD7's own
+        fast = fast_backend.build(self.policy, smoothing) if self.lean_update else None
         backend: UpdateBackend = fast if fast is not None else AutogradUpdate(self.policy, smoothing)
-        return _UpdateSetup(key, backend, fast is not None, TargetAveraging(self.policy))
+        encoder_step = None
+        if self.policy.sale is not None:
+            encoder_step = fast.train_encoder if isinstance(fast, FastSaleUpdate) else self.policy.train_encoder
+        return _UpdateSetup(key, backend, fast is not None, TargetAveraging(self.policy), encoder_step)
 
     # ------------------------------------------------------------------ exploration
 

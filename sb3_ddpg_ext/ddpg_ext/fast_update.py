@@ -65,7 +65,7 @@ class FastUpdate:
         """A fast backend for ``policy``, or None when its networks need autograd (see the class docstring)."""
         actor, critic = policy.actor, policy.critic
         if (
-            policy.sale is not None  # TD7's embeddings: the specification (for now)
+            policy.sale is not None  # TD7's embeddings: FastSaleUpdate
             or not isinstance(policy.observation_space, spaces.Box)
             or is_image_space(policy.observation_space)
             or type(actor.features_extractor) is not FlattenExtractor
@@ -76,7 +76,7 @@ class FastUpdate:
         if policy.target_networks:
             assert policy.actor_target is not None and policy.critic_target is not None
             networks += [policy.actor_target.mu, *policy.critic_target.q_networks]
-        if not all(LeanMLP.supports(network) for network in networks) or not _runs_as_written(type(actor), type(critic)):
+        if not all(LeanMLP.supports(network) for network in networks) or not runs_as_written(type(actor), type(critic)):
             return None
         # The optimizers must hold exactly the parameters the passes produce gradients for.
         critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
@@ -179,7 +179,7 @@ def _defined_in(cls: type, name: str) -> type:
     return next(klass for klass in cls.__mro__ if name in vars(klass))
 
 
-def _runs_as_written(actor_class: type, critic_class: type) -> bool:
+def runs_as_written(actor_class: type, critic_class: type) -> bool:
     """
     Whether the passes written here compute what these classes compute: their forward passes are the base classes'
     (a subclass that overrides one would be bypassed), and a critic type that redefines its loss or its Q-values
