@@ -236,7 +236,8 @@ class LeanMLP:
             hidden = th.addmm(layer.column_bias, layer.weight, linear_input, out=buffer)
             if unit.norm is not None:  # written back into the buffer: the backward reads the hidden layers from there
                 hidden = unit.norm.forward(hidden, out=buffer)
-            hidden = th.nn.functional.elu_(hidden) if unit.elu else hidden.relu_()
+            # ELU out of place, then copied back: torch's in-place ELU kernel is the slower one on CPU.
+            hidden = hidden.copy_(th.nn.functional.elu(hidden)) if unit.elu else hidden.relu_()
             activations.append(hidden)
         raise AssertionError("unreachable: the last unit returns")
 
@@ -267,7 +268,9 @@ class LeanMLP:
                 self._parameter_gradients(unit.layer, self._linear_inputs[index], gradient, self._transposed_inputs[index])
             gradient = th.mm(unit.layer.transposed_weight, gradient, out=self._hidden_gradients[index - 1])
             if unit.renorm is not None:
-                gradient = unit.renorm.backward(gradient, parameter_gradients)
+                renormed_gradient = unit.renorm.backward(gradient, parameter_gradients)
+                assert renormed_gradient is not None
+                gradient = renormed_gradient
             _activation_backward_(gradient, activations[index], self._units[index - 1].elu)  # its last use
             norm = self._units[index - 1].norm
             if norm is not None:
@@ -280,8 +283,9 @@ class LeanMLP:
         if not parameter_gradients and input_rows is None:
             return None
         # BatchRenorm works feature by feature, but its parameters need every feature's gradient.
-        input_gradients = first.renorm.backward(th.mm(first.layer.transposed_weight, gradient), parameter_gradients)
-        return None if input_rows is None else input_gradients[input_rows]
+        wanted = input_rows is not None
+        input_gradients = first.renorm.backward(th.mm(first.layer.transposed_weight, gradient), parameter_gradients, wanted)
+        return None if input_gradients is None or input_rows is None else input_gradients[input_rows]
 
     @staticmethod
     def _parameter_gradients(

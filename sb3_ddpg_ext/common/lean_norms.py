@@ -109,7 +109,7 @@ class LeanBatchRenorm:
         count = x.shape[1]
         mean = x.mean(dim=1, keepdim=True)
         centered = x - mean
-        var = th.linalg.vector_norm(centered, dim=1, keepdim=True).square_().div_(count - 1)
+        var = th.linalg.vecdot(centered, centered, dim=1).unsqueeze_(1).div_(count - 1)
         renormalizing = int(module.steps) > module.warmup_steps  # type: ignore[arg-type]
         if renormalizing:
             running_std = (self.running_var + module.eps).sqrt_()
@@ -121,18 +121,21 @@ class LeanBatchRenorm:
         else:
             r = d = std = shift = None  # type: ignore[assignment]
             inverse_std = (var + module.eps).rsqrt()
-        self.running_mean.add_(mean - self.running_mean, alpha=module.momentum)
-        self.running_var.add_(var - self.running_var, alpha=module.momentum)
+        self.running_mean.lerp_(mean, module.momentum)  # m_run + momentum (m - m_run), as the module writes it
+        self.running_var.lerp_(var, module.momentum)
         module.steps += 1  # type: ignore[operator, assignment]
         self._saved = (centered, inverse_std, r, d, std, shift)
         scale = inverse_std * self.weight
         out = th.mul(centered, scale, out=out)  # gamma (x - m) / sigma, then + gamma (m - c) / sigma + beta
         return out.add_(self.bias if shift is None else th.addcmul(self.bias, shift, scale))
 
-    def backward(self, gradient: th.Tensor, parameter_gradients: bool = True) -> th.Tensor:
-        """The gradient with respect to the input of the last :meth:`forward`, given the one of its output."""
+    def backward(self, gradient: th.Tensor, parameter_gradients: bool = True, input_gradient: bool = True) -> th.Tensor | None:
+        """
+        The gradient with respect to the input of the last :meth:`forward`, given the one of its output (None with
+        ``input_gradient=False``: only the parameters' gradients, e.g. for a layer on the network's inputs).
+        """
         if len(self._saved) == 2:
-            return self._evaluation_backward(gradient, parameter_gradients)
+            return self._evaluation_backward(gradient, parameter_gradients) if input_gradient else None
         centered, inverse_std, r, d, std, shift = self._saved
         assert inverse_std is not None
         gradient_sum = gradient.sum(dim=1, keepdim=True)
@@ -144,6 +147,8 @@ class LeanBatchRenorm:
         if parameter_gradients:
             self.weight_gradient.copy_(weight_gradient)
             self.bias_gradient.copy_(gradient_sum)
+        if not input_gradient:
+            return None
         # With g' = gamma g: sum(g') = gamma sum(g), sum(g' u) = gamma sum(g u).
         scaled_sum, scaled_projection = gradient_sum * self.weight, weight_gradient.mul_(self.weight)
         count = gradient.shape[1]
@@ -153,9 +158,9 @@ class LeanBatchRenorm:
             # 0 * inf = nan there, which the ReLU before the layer masks).
             coefficient.div_(r.square()).sub_(th.where(std > 0, scaled_sum * d / (r * std), 0.0))
         coefficient.mul_(inverse_std / -(count - 1))
-        input_gradient = th.mul(gradient, inverse_std * self.weight)
-        input_gradient.add_(scaled_sum.mul_(inverse_std / -count))
-        return input_gradient.addcmul_(centered, coefficient)
+        result = th.mul(gradient, inverse_std * self.weight)
+        result.add_(scaled_sum.mul_(inverse_std / -count))
+        return result.addcmul_(centered, coefficient)
 
     def _evaluation_backward(self, gradient: th.Tensor, parameter_gradients: bool) -> th.Tensor:
         x, scale = self._saved
