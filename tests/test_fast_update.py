@@ -148,6 +148,14 @@ def _record_priorities(buffer) -> list[th.Tensor]:
 @pytest.mark.parametrize(
     "kwargs",
     [
+        # SimBa's residual networks and running observation statistics (TD3's update, the `simba` preset's).
+        dict(
+            policy_kwargs=dict(network="simba", net_arch=dict(pi=[16], qf=[16, 16]), n_critics=2),
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+        ),
+        dict(policy_kwargs=dict(net_arch=[32, 32], normalize_observations=True)),
         # TD7: SALE's embeddings (the encoder itself trains on autograd in both), ELU critics and encoder, the actor
         # ascending the mean of both critics, LAP, hard target copies (and encoder refreshes), clipping.
         dict(
@@ -236,6 +244,8 @@ def _record_priorities(buffer) -> list[th.Tensor]:
         ),
     ],
     ids=[
+        "simba",
+        "mlp-normalized-observations",
         "td7",
         "td7-without-sale",
         "crossq-3-step",
@@ -288,7 +298,7 @@ def test_the_fast_backend_gives_the_specifications_update_on_identical_batches(k
     [
         dict(activation_fn=nn.SiLU),
         dict(activation_fn=nn.Tanh),
-        dict(network="simba"),
+        dict(activation_fn=nn.LeakyReLU),
     ],
 )
 def test_policies_the_fast_backend_cannot_run_train_with_the_specification(policy_kwargs):

@@ -9,8 +9,9 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from torch import nn
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
+from sb3_ddpg_ext.common.lean_simba import LeanSimba
 from sb3_ddpg_ext.common.networks import ResidualBlock, RunningObservationNorm, simba_network
-from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
+from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 
 SMALL = dict(network="simba", net_arch=dict(pi=[16], qf=[24, 24]))
 FAST = dict(learning_starts=50, batch_size=32, buffer_size=2_000, seed=7)
@@ -58,7 +59,7 @@ def test_the_statistics_follow_the_collected_observations_and_are_shared_by_ever
     assert norm.running_count.item() == pytest.approx(80, abs=1e-3)  # one per env step, warm-up included
     for network in (policy.actor, policy.actor_target, policy.critic, policy.critic_target):
         assert network.features_extractor.normalizer is norm
-    assert float(norm.running_var[2]) > 0.5 and isinstance(model._update_setup.backend, AutogradUpdate)
+    assert float(norm.running_var[2]) > 0.5 and isinstance(model._update_setup.backend, FastUpdate)
 
 
 def test_running_observation_statistics_are_frozen_in_evaluation_and_training_and_survive_save_load(tmp_path):
@@ -134,3 +135,27 @@ def test_simba_defaults_are_simbas_ddpg_sizes():
     critic_blocks = [layer for layer in model.critic.q_networks[0] if isinstance(layer, ResidualBlock)]
     assert [block.layer_norm.normalized_shape[0] for block in actor_blocks] == [128]
     assert [block.layer_norm.normalized_shape[0] for block in critic_blocks] == [512, 512]
+
+
+@pytest.mark.parametrize("squash", [False, True])
+@pytest.mark.parametrize("blocks", [[8], [8, 8, 8]])
+def test_simbas_hand_derived_passes_equal_autograd(blocks, squash):
+    th.manual_seed(0)
+    network = simba_network(5, 3, blocks, squash_output=squash)
+    with th.no_grad():  # LayerNorm's affine parameters and the biases away from their initialisation
+        for name, parameter in network.named_parameters():
+            if "bias" in name or "layer_norm" in name or name.startswith(str(len(blocks) + 1)):
+                parameter.add_(th.randn_like(parameter) * 0.3)
+    inputs = th.randn(7, 5, requires_grad=True)
+    output_gradients = th.randn(7, 3)
+    expected = network(inputs)
+    expected.backward(output_gradients)
+    lean = LeanSimba(network)
+    outputs, activations = lean.forward(inputs.detach().t().contiguous())
+    input_gradients = lean.backward(activations, output_gradients.t(), input_rows=slice(2, None))
+    th.testing.assert_close(outputs, expected.detach().t())
+    for gradient, (name, parameter) in zip(lean.gradients, network.named_parameters(), strict=True):
+        th.testing.assert_close(gradient, parameter.grad, msg=name)
+    assert inputs.grad is not None and input_gradients is not None
+    th.testing.assert_close(input_gradients, inputs.grad[:, 2:].t())
+    assert LeanSimba.supports(network) and not LeanSimba.supports(nn.Sequential(nn.Linear(5, 3)))

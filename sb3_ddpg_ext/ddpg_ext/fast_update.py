@@ -6,7 +6,10 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
 
-from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanMLP
+from sb3_ddpg_ext.common import lean_simba
+from sb3_ddpg_ext.common.lean_mlp import BufferPool
+from sb3_ddpg_ext.common.lean_simba import LeanNetwork, lean_network
+from sb3_ddpg_ext.common.networks import NormalizedFlattenExtractor
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
 from sb3_ddpg_ext.ddpg_ext.critics import Critic, CriticLoss
@@ -41,17 +44,19 @@ class FastUpdate:
         # target networks every critic keeps its own activations.
         first: BufferPool | None = {} if self.target_networks else None
         gradients: BufferPool = {}
-        self.actor_target: LeanMLP | None = None
-        self.critic_targets: list[LeanMLP] = []
+        self.actor_target: LeanNetwork | None = None
+        self.critic_targets: list[LeanNetwork] = []
         if self.target_networks:
             assert policy.actor_target is not None and policy.critic_target is not None
-            self.actor_target = LeanMLP(policy.actor_target.mu, first, gradients)
-            self.critic_targets = [LeanMLP(network, first, gradients) for network in policy.critic_target.q_networks]
+            self.actor_target = lean_network(policy.actor_target.mu, first, gradients)
+            self.critic_targets = [lean_network(network, first, gradients) for network in policy.critic_target.q_networks]
         self.critics = [
-            LeanMLP(network, first if index == 0 else None, gradients)
+            lean_network(network, first if index == 0 else None, gradients)
             for index, network in enumerate(policy.critic.q_networks)
         ]
-        self.actor = LeanMLP(policy.actor.mu, gradient_pool=gradients)
+        self.actor = lean_network(policy.actor.mu, gradient_pool=gradients)
+        # SimBa's running observation statistics, which actor, critics and targets share (read, never updated, here).
+        self.normalizer = policy.observation_norm if policy.normalize_observations else None
         critic_parameters = [tensor for critic in self.critics for tensor in critic.parameters]
         critic_gradients = [tensor for critic in self.critics for tensor in critic.gradients]
         self.critic_step = OptimizerStep(policy.critic.optimizer, critic_parameters, critic_gradients)
@@ -68,15 +73,14 @@ class FastUpdate:
             policy.sale is not None  # TD7's embeddings: FastSaleUpdate
             or not isinstance(policy.observation_space, spaces.Box)
             or is_image_space(policy.observation_space)
-            or type(actor.features_extractor) is not FlattenExtractor
-            or type(critic.features_extractor) is not FlattenExtractor
+            or not _flat_features(policy)
         ):
             return None
         networks = [actor.mu, *critic.q_networks]
         if policy.target_networks:
             assert policy.actor_target is not None and policy.critic_target is not None
             networks += [policy.actor_target.mu, *policy.critic_target.q_networks]
-        if not all(LeanMLP.supports(network) for network in networks) or not runs_as_written(type(actor), type(critic)):
+        if not all(lean_simba.supports(network) for network in networks) or not runs_as_written(type(actor), type(critic)):
             return None
         # The optimizers must hold exactly the parameters the passes produce gradients for.
         critic_parameters = [tensor for network in critic.q_networks for tensor in network.parameters()]
@@ -92,6 +96,14 @@ class FastUpdate:
         rows = (observations if observations.dim() == 2 else observations.flatten(1)).t()
         return rows if rows.dtype == th.float32 else rows.float()
 
+    def _features_of(self, observations: PyTorchObs) -> th.Tensor:
+        """What the networks read, feature-major: the flattened observations, normalised where the policy does."""
+        rows = self._feature_rows(observations)
+        if self.normalizer is None:
+            return rows
+        norm = self.normalizer  # RunningObservationNorm.forward, feature-major
+        return (rows - norm.running_mean.unsqueeze(1)) / th.sqrt(norm.running_var.unsqueeze(1) + norm.eps)
+
     @staticmethod
     def _stacked(outputs: list[th.Tensor]) -> th.Tensor:
         """Feature-major outputs of the critics as ``(batch, n_critics, n_outputs)`` (a view for one critic)."""
@@ -102,7 +114,7 @@ class FastUpdate:
     # The modes of the specification inside DDPGExt.train (the policy in training mode, its targets in evaluation
     # mode): they matter to BatchRenorm layers only.
     def critic_outputs(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
-        next_features = self._feature_rows(batch.next_observations)
+        next_features = self._features_of(batch.next_observations)
         if not self.target_networks:
             return self._joint_critic_outputs(batch, next_features)
         assert self.actor_target is not None
@@ -113,7 +125,7 @@ class FastUpdate:
         next_outputs = self._stacked([critic.forward(next_inputs, training=False)[0] for critic in self.critic_targets])
 
         # Contiguous: the first layer's weight gradient is faster then (the result is the same).
-        inputs = th.cat([self._feature_rows(batch.observations), batch.actions.t()])
+        inputs = th.cat([self._features_of(batch.observations), batch.actions.t()])
         self._features = (batch.observations, inputs[: -batch.actions.shape[1]])  # the actor step reads them again
         passes = [critic.forward(inputs, training=True) for critic in self.critics]
         self._critic_activations = [activations for _, activations in passes]
@@ -126,7 +138,7 @@ class FastUpdate:
         if self.smoothing.enabled:
             next_actions = self.smoothing(next_actions.t()).t()
         batch_size = batch.actions.shape[0]
-        features = self._feature_rows(batch.observations)
+        features = self._features_of(batch.observations)
         inputs = th.cat([th.cat([features, batch.actions.t()]), th.cat([next_features, next_actions])], dim=1)
         passes = [critic.forward(inputs, training=True) for critic in self.critics]
         self._critic_activations = [activations for _, activations in passes]
@@ -150,7 +162,7 @@ class FastUpdate:
         self._features = (None, None)
         self._critic_activations = []  # the critics' passes below overwrite them
         if features is None or cached_observations is not observations:
-            features = self._feature_rows(observations).contiguous()
+            features = self._features_of(observations).contiguous()
         actions, actor_activations = self.actor.forward(features, training=True)
         readout = self.policy.critic
         critics = self.critics[: 1 if readout.actor_q == "first" else len(self.critics)]  # TD7: all of them
@@ -172,6 +184,17 @@ class FastUpdate:
         self.actor.backward(actor_activations, action_gradients)
         self.actor_step.step()
         return actor_loss
+
+
+def _flat_features(policy: DDPGExtPolicy) -> bool:
+    """Whether actor and critic read flattened observations (SB3's extractor, or SimBa's with shared statistics)."""
+    extractors = (policy.actor.features_extractor, policy.critic.features_extractor)
+    if all(type(extractor) is FlattenExtractor for extractor in extractors):
+        return True
+    return policy.normalize_observations and all(
+        type(extractor) is NormalizedFlattenExtractor and extractor.normalizer is policy.observation_norm
+        for extractor in extractors
+    )
 
 
 def _defined_in(cls: type, name: str) -> type:
