@@ -20,6 +20,17 @@ from sb3_ddpg_ext.ddpg_ext.fast_update import FastUpdate
 from sb3_ddpg_ext.ddpg_ext.update import AutogradUpdate
 
 FAST = dict(learning_starts=100, batch_size=32, buffer_size=2_000, seed=4)
+# TD7's update settings beside its networks: LAP, TD3's smoothing and delay, hard target copies, value clipping.
+TD7_UPDATE = dict(
+    replay_buffer_class=PrioritizedReplayBuffer,
+    replay_buffer_kwargs=dict(priority="lap", min_priority=1.0, alpha=0.4),
+    policy_delay=2,
+    target_policy_noise=0.2,
+    target_noise_clip=0.5,
+    tau=1.0,
+    target_update_interval=7,
+    target_value_clipping=True,
+)
 
 
 def _mlp(squash: bool, sizes=(5, [16, 12], 3), layer_norm: bool = False, activation=nn.ReLU) -> nn.Sequential:
@@ -168,26 +179,12 @@ def _record_priorities(buffer) -> list[th.Tensor]:
                 sale_embedding_dim=16,
                 sale_net_arch=[32, 32],
             ),
-            replay_buffer_class=PrioritizedReplayBuffer,
-            replay_buffer_kwargs=dict(priority="lap", min_priority=1.0, alpha=0.4),
-            policy_delay=2,
-            target_policy_noise=0.2,
-            target_noise_clip=0.5,
-            tau=1.0,
-            target_update_interval=7,
-            target_value_clipping=True,
+            **TD7_UPDATE,
         ),
         # TD7 without SALE: ELU critics, the actor ascending the mean of both critics, LAP, hard targets, clipping.
         dict(
             policy_kwargs=dict(net_arch=[32, 32], n_critics=2, critic_activation_fn=nn.ELU, actor_q="mean"),
-            replay_buffer_class=PrioritizedReplayBuffer,
-            replay_buffer_kwargs=dict(priority="lap", min_priority=1.0, alpha=0.4),
-            policy_delay=2,
-            target_policy_noise=0.2,
-            target_noise_clip=0.5,
-            tau=1.0,
-            target_update_interval=7,
-            target_value_clipping=True,
+            **TD7_UPDATE,
         ),
         # CrossQ (the `ext` preset's update): BatchRenorm actor and critics, one joint critic pass, no target networks;
         # the renormalisation starts after 60 training passes, during the 20 updates compared.
