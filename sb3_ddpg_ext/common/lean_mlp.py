@@ -89,7 +89,48 @@ def _parse(network: nn.Module) -> tuple[list[_Parsed], bool] | None:
     return None  # ends in an activation
 
 
-class LeanMLP:
+class LeanPasses:
+    """
+    The interface of a network's hand-derived passes (:class:`LeanMLP`, and SimBa's
+    :class:`~sb3_ddpg_ext.common.lean_simba.LeanSimba`): feature-major inputs and outputs, the parameters' gradients
+    written into tensors of its own, which the optimizers step on.
+    """
+
+    parameters: list[th.Tensor]  # the module's parameters, in its own order
+    gradients: list[th.Tensor]  # theirs, in the same order
+    linears: list[nn.Linear]  # the first reads the inputs, the last writes the outputs
+
+    def forward(self, inputs: th.Tensor, training: bool = True) -> tuple[th.Tensor, list[th.Tensor]]:
+        """The outputs for feature-major ``inputs`` and the activations :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(
+        self,
+        activations: list[th.Tensor],
+        output_gradients: th.Tensor,
+        input_rows: slice | None = None,
+        parameter_gradients: bool = True,
+    ) -> th.Tensor | None:
+        """
+        Write the gradients of the parameters into :attr:`gradients` (overwritten, not accumulated).
+
+        :param activations: from :meth:`forward`
+        :param output_gradients: gradient of the loss with respect to the outputs, feature-major
+            ``(out_features, batch)``
+        :param input_rows: also return the gradient with respect to these input features
+        :param parameter_gradients: False to only propagate the gradient to the inputs (one product per layer
+            instead of two)
+        :return: that input gradient, feature-major ``(n_features, batch)``, or None
+        """
+        return self._backward(activations, output_gradients, input_rows, parameter_gradients)
+
+    def _backward(
+        self, activations: list[th.Tensor], gradient: th.Tensor, input_rows: slice | None, parameter_gradients: bool
+    ) -> th.Tensor | None:
+        raise NotImplementedError
+
+
+class LeanMLP(LeanPasses):
     """
     The layers of an ``nn.Sequential`` built by SB3's ``create_mlp`` with ReLU or ELU activations (``Linear, ReLU,
     ..., Linear``, optionally ending in ``Tanh``), with ``post_linear_modules=[nn.LayerNorm]`` (``Linear, LayerNorm,
@@ -241,25 +282,9 @@ class LeanMLP:
             activations.append(hidden)
         raise AssertionError("unreachable: the last unit returns")
 
-    def backward(
-        self,
-        activations: list[th.Tensor],
-        output_gradients: th.Tensor,
-        input_rows: slice | None = None,
-        parameter_gradients: bool = True,
+    def _backward(
+        self, activations: list[th.Tensor], gradient: th.Tensor, input_rows: slice | None, parameter_gradients: bool
     ) -> th.Tensor | None:
-        """
-        Write the gradients of the parameters into :attr:`gradients` (overwritten, not accumulated).
-
-        :param activations: from :meth:`forward`
-        :param output_gradients: gradient of the loss with respect to the outputs, feature-major
-            ``(out_features, batch)``
-        :param input_rows: also return the gradient with respect to these input features
-        :param parameter_gradients: False to only propagate the gradient to the inputs (one product per layer
-            instead of two)
-        :return: that input gradient, feature-major ``(n_features, batch)``, or None
-        """
-        gradient = output_gradients
         if self.squashed:
             gradient = tanh_backward(gradient, activations[-1])
         for index in range(len(self._units) - 1, 0, -1):

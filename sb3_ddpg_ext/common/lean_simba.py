@@ -5,7 +5,7 @@ from typing import NamedTuple
 import torch as th
 from torch import nn
 
-from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanMLP
+from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanMLP, LeanPasses
 from sb3_ddpg_ext.common.lean_norms import LeanLayerNorm
 from sb3_ddpg_ext.common.networks import ResidualBlock
 from sb3_ddpg_ext.common.torch_kernels import relu_backward_, tanh_backward
@@ -27,7 +27,7 @@ class _Block(NamedTuple):
     outer: _Linear
 
 
-class LeanSimba:
+class LeanSimba(LeanPasses):
     """
     ``head(LayerNorm(blocks(embedding(x))))`` (optionally tanh) with blocks ``x + W_2 relu(W_1 LayerNorm(x) + b_1) +
     b_2``, run without autograd, feature-major as :class:`~sb3_ddpg_ext.common.lean_mlp.LeanMLP` (the same interface:
@@ -99,15 +99,10 @@ class LeanSimba:
             outputs.tanh_()
         return outputs, [*activations, final, outputs]
 
-    def backward(
-        self,
-        activations: list[th.Tensor],
-        output_gradients: th.Tensor,
-        input_rows: slice | None = None,
-        parameter_gradients: bool = True,
+    def _backward(
+        self, activations: list[th.Tensor], gradient: th.Tensor, input_rows: slice | None, parameter_gradients: bool
     ) -> th.Tensor | None:
-        """Write the parameters' gradients (see :meth:`LeanMLP.backward <sb3_ddpg_ext.common.lean_mlp.LeanMLP.backward>`)."""
-        gradient = tanh_backward(output_gradients, activations[-1]) if self.squashed else output_gradients
+        gradient = tanh_backward(gradient, activations[-1]) if self.squashed else gradient
         if parameter_gradients:
             self._parameter_gradients(self.head, activations[-2], gradient)
         gradient = self.final_norm.backward(th.mm(self.head.weight.t(), gradient), parameter_gradients)

@@ -1,4 +1,4 @@
-"""The fast backend of the update's network side: ReLU MLPs (LayerNorm, BatchRenorm allowed) with hand-derived gradients."""
+"""The fast backend of the update's network side: MLPs (ReLU or ELU, LayerNorm, BatchRenorm) and SimBa networks, by hand."""
 
 import torch as th
 from gymnasium import spaces
@@ -7,8 +7,8 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
 
 from sb3_ddpg_ext.common import lean_simba
-from sb3_ddpg_ext.common.lean_mlp import BufferPool
-from sb3_ddpg_ext.common.lean_simba import LeanNetwork, lean_network
+from sb3_ddpg_ext.common.lean_mlp import BufferPool, LeanPasses
+from sb3_ddpg_ext.common.lean_simba import lean_network
 from sb3_ddpg_ext.common.networks import NormalizedFlattenExtractor
 from sb3_ddpg_ext.common.optimizer_step import OptimizerStep
 from sb3_ddpg_ext.ddpg_ext.actor import Actor
@@ -44,8 +44,8 @@ class FastUpdate:
         # target networks every critic keeps its own activations.
         first: BufferPool | None = {} if self.target_networks else None
         gradients: BufferPool = {}
-        self.actor_target: LeanNetwork | None = None
-        self.critic_targets: list[LeanNetwork] = []
+        self.actor_target: LeanPasses | None = None
+        self.critic_targets: list[LeanPasses] = []
         if self.target_networks:
             assert policy.actor_target is not None and policy.critic_target is not None
             self.actor_target = lean_network(policy.actor_target.mu, first, gradients)
