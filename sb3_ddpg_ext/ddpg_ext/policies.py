@@ -9,12 +9,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.preprocessing import get_action_dim, get_flattened_obs_dim
-from stable_baselines3.common.torch_layers import (
-    BaseFeaturesExtractor,
-    CombinedExtractor,
-    FlattenExtractor,
-    NatureCNN,
-)
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.td3.policies import TD3Policy
