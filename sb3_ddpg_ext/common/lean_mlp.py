@@ -217,32 +217,30 @@ class LeanMLP(LeanPasses):
     def _allocate(self, batch_size: int) -> None:
         # Normal tensors even when the first pass runs in inference mode: they outlive it.
         with th.inference_mode(False):
-            self._hidden = self._buffers(self._activation_pool, "hidden", batch_size)
-            self._hidden_gradients = self._buffers(self._gradient_pool, "gradient", batch_size)
+            hidden_sizes = [layer.out_features for layer in self.linears[:-1]]
+            self._hidden = self._buffers(self._activation_pool, "hidden", hidden_sizes, batch_size)
+            self._hidden_gradients = self._buffers(self._gradient_pool, "gradient", hidden_sizes, batch_size)
+            # BatchRenorm's outputs, the inputs of the linear layers after one (None for the others).
+            sizes = [unit.layer.weight.shape[1] for unit in self._units if unit.renorm is not None]
+            renormed = iter(self._buffers(self._activation_pool, "renormed", sizes, batch_size))
+            self._renormed = [None if unit.renorm is None else next(renormed) for unit in self._units]
             new_empty = self._units[0].layer.weight.new_empty
-            self._renormed = []
-            for index, unit in enumerate(self._units):
-                features = unit.layer.weight.shape[1]
-                key = ("renormed", index, features, batch_size)
-                if unit.renorm is not None and key not in self._activation_pool:
-                    self._activation_pool[key] = new_empty(features, batch_size)
-                self._renormed.append(None if unit.renorm is None else self._activation_pool[key])
             # Resolved once (a view costs a dispatch); the first layer's plain input differs at every call.
             plain_inputs = [None, *self._hidden]  # the first layer's is the pass's input
             pairs = zip(self._renormed, plain_inputs, strict=False)
-            inputs = [plain if renormed is None else renormed for renormed, plain in pairs]
+            inputs = [plain if own is None else own for own, plain in pairs]
             self._transposed_inputs = [None if tensor is None else tensor.t() for tensor in inputs]
             self._linear_inputs = [new_empty(0) if tensor is None else tensor for tensor in inputs]
         self._batch_size = batch_size
 
-    def _buffers(self, pool: BufferPool, kind: str, batch_size: int) -> list[th.Tensor]:
-        """One ``(features, batch_size)`` tensor per hidden layer, taken from ``pool`` or added to it."""
+    def _buffers(self, pool: BufferPool, kind: str, sizes: list[int], batch_size: int) -> list[th.Tensor]:
+        """One ``(size, batch_size)`` tensor per entry of ``sizes``, taken from ``pool`` or added to it."""
         new_empty = self._units[0].layer.weight.new_empty
         buffers = []
-        for index, layer in enumerate(self.linears[:-1]):
-            key = (kind, index, layer.out_features, batch_size)
+        for index, size in enumerate(sizes):
+            key = (kind, index, size, batch_size)
             if key not in pool:
-                pool[key] = new_empty(layer.out_features, batch_size)
+                pool[key] = new_empty(size, batch_size)
             buffers.append(pool[key])
         return buffers
 

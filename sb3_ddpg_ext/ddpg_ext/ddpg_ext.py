@@ -97,9 +97,10 @@ class DDPGExt(OffPolicyAlgorithm):
         of the actor, re-perturbed at each episode end (alone or together with ``action_noise``)
     :param lean_update: run the update's network passes on the fast backend
         (:class:`~sb3_ddpg_ext.ddpg_ext.fast_update.FastUpdate`, gradients derived by hand: the same update with less
-        work) where it supports the policy (ReLU MLPs, with or without LayerNorm, on flattened observations, target
-        networks); other
-        policies, or False, run the specification (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`). Replacing
+        work) where it supports the policy (ReLU or ELU MLPs with LayerNorm or BatchRenorm, CrossQ's joint pass,
+        SimBa's residual networks, TD7's SALE networks: :class:`~sb3_ddpg_ext.ddpg_ext.fast_sale.FastSaleUpdate`,
+        on flattened observations); other policies, or False, run the specification
+        (:class:`~sb3_ddpg_ext.ddpg_ext.update.AutogradUpdate`). Replacing
         a network or an optimizer after construction takes effect at the next ``train()``: the backend is chosen
         again for the new objects.
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average

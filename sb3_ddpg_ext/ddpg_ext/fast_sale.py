@@ -273,7 +273,8 @@ class FastSaleUpdate:
             )
             assert direct is not None and through_zsa is not None
             action_gradients = direct if action_gradients is None else action_gradients.add_(direct)
-            zsa_gradients = through_zsa.clone() if zsa_gradients is None else zsa_gradients.add_(through_zsa)
+            # Rows of a gradient this backward made (nothing else reads it): summed into in place.
+            zsa_gradients = through_zsa if zsa_gradients is None else zsa_gradients.add_(through_zsa)
         assert action_gradients is not None and zsa_gradients is not None
         action_gradients.add_(self.encoder.action_gradients(zsa_gradients))
         self.actor.backward(action_gradients)

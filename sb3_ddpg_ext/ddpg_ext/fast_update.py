@@ -28,10 +28,12 @@ class FastUpdate:
     with.
 
     :meth:`build` makes one for the networks SB3 builds by default and DDPGExt's normalised ones (flattened Box
-    observations, ReLU or ELU MLPs, LayerNorm after hidden layers and BatchRenorm before linear layers allowed, with or
-    without target networks: CrossQ's joint pass of both batches; the actor ascending the first critic or the mean of
-    all, TD7's; optimizers over exactly the networks' parameters); other policies (SALE's embeddings, SimBa's
-    residual blocks, CNNs) run the specification.
+    observations, optionally normalised by SimBa's running statistics; ReLU or ELU MLPs, LayerNorm after hidden
+    layers and BatchRenorm before linear layers allowed, or SimBa's residual networks; with or without target
+    networks: CrossQ's joint pass of both batches; the actor ascending the first critic or the mean of all, TD7's;
+    optimizers over exactly the networks' parameters). SALE's networks have their own backend
+    (:class:`~sb3_ddpg_ext.ddpg_ext.fast_sale.FastSaleUpdate`); other policies (CNNs, other layers) run the
+    specification.
     """
 
     def __init__(self, policy: DDPGExtPolicy, smoothing: TargetSmoothing):
@@ -99,10 +101,7 @@ class FastUpdate:
     def _features_of(self, observations: PyTorchObs) -> th.Tensor:
         """What the networks read, feature-major: the flattened observations, normalised where the policy does."""
         rows = self._feature_rows(observations)
-        if self.normalizer is None:
-            return rows
-        norm = self.normalizer  # RunningObservationNorm.forward, feature-major
-        return (rows - norm.running_mean.unsqueeze(1)) / th.sqrt(norm.running_var.unsqueeze(1) + norm.eps)
+        return rows if self.normalizer is None else self.normalizer(rows.t()).t()
 
     @staticmethod
     def _stacked(outputs: list[th.Tensor]) -> th.Tensor:

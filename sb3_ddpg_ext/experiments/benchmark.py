@@ -195,11 +195,10 @@ class EvaluationRecorder(BaseCallback):
         return True
 
     def evaluate(self) -> None:
+        seconds = self.training_seconds()
         started = time.perf_counter()
         mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes, deterministic=True)
-        # Wall-clock of training only: evaluations are excluded.
-        seconds = started - self._start - self._evaluation_seconds
-        self._evaluation_seconds += time.perf_counter() - started
+        self._evaluation_seconds += time.perf_counter() - started  # wall-clock of training only: evaluations excluded
         self.rows.append((self.num_timesteps, seconds, float(mean), float(std)))  # type: ignore[arg-type]
 
     def training_seconds(self) -> float:
