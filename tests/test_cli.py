@@ -19,6 +19,12 @@ TINY_ENTRY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """Runs write their folders under ./logs: each test in its own directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def hyperparams(tmp_path):
     path = tmp_path / "hyperparams.yml"
@@ -80,7 +86,16 @@ def test_vecnormalize_statistics_are_saved_and_used_in_eval(tmp_path, hyperparam
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["train", "--env", "NoSuchEnv-v0"], "no entry for env 'NoSuchEnv-v0'"),
+        (["train", "--env", "NoSuchEnv-v0", "--hyperparams", "missing.yml"], "'missing.yml' does not exist"),
+        (["train", "--preset", "nope"], "unknown preset 'nope'; presets are ['crossq', 'd4pg', 'ddpg', 'ext'"),
+        (["train", "--params", "learning_rate"], "`--params` takes key:value pairs"),
+        (["train", "--params", "no_such_key:1"], "unknown key(s) ['no_such_key']"),
+        (["train", "--device", "bogus"], "`device`: 'bogus' is not a torch device"),
+        (["train", "--timesteps", "0"], "`timesteps` must be an integer >= 1, got 0"),
+        (["train", "--eval-freq", "-5"], "`eval_freq` must be an integer >= 0, got -5"),
+        (["train", "--resume", "nowhere"], "model file 'nowhere' does not exist"),
+        (["train", "--resume", "nowhere", "--seed", "1"], "--seed cannot be given"),
+        (["record", "--model", "m.zip", "--output", "a.avi"], "must end in one of ['.mp4', '.gif']"),
         (["eval", "--model", "missing.zip"], "model file 'missing.zip' does not exist"),
         (["train", "--hyperparams", "missing.yml"], "hyperparameter file 'missing.yml' does not exist"),
     ],

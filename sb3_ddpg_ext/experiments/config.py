@@ -158,18 +158,25 @@ def _convert_model_kwargs(entry: dict[str, Any], source: str, algorithm: type[Ba
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = parse_policy_kwargs(kwargs["policy_kwargs"], source)
     if isinstance(kwargs.get("replay_buffer_class"), str):
-        kwargs["replay_buffer_class"] = _replay_buffer_class(kwargs["replay_buffer_class"], source)
+        kwargs["replay_buffer_class"] = replay_buffer_class(kwargs["replay_buffer_class"], source)
     if "replay_buffer_kwargs" in kwargs:
         kwargs["replay_buffer_kwargs"] = parse_dict(kwargs["replay_buffer_kwargs"], "replay_buffer_kwargs", source)
     if "param_noise" in kwargs:
-        kwargs["param_noise"] = _param_noise(kwargs["param_noise"], source)
+        kwargs["param_noise"] = parse_param_noise(kwargs["param_noise"], source)
     if isinstance(kwargs.get("policy_checkpoints"), str):  # RL Zoo's "dict(max_episodes=20)"
         kwargs["policy_checkpoints"] = parse_dict(kwargs["policy_checkpoints"], "policy_checkpoints", source)
     return kwargs
 
 
-def _param_noise(value: str | dict[str, Any], source: str) -> AdaptiveParamNoise:
-    """RL-Zoo-style ``"dict(target_distance=0.2, ...)"`` of :class:`AdaptiveParamNoise` arguments."""
+def parse_param_noise(value: str | dict[str, Any] | AdaptiveParamNoise, source: str = "entry") -> AdaptiveParamNoise:
+    """
+    :class:`AdaptiveParamNoise` from its arguments: a mapping, RL Zoo's ``"dict(target_distance=0.2, ...)"`` or
+    ``"AdaptiveParamNoise(target_distance=0.2, ...)"`` (parsed, not evaluated); an instance is returned as it is.
+    """
+    if isinstance(value, AdaptiveParamNoise):
+        return value
+    if isinstance(value, str) and value.strip().startswith(f"{AdaptiveParamNoise.__name__}("):
+        value = "dict(" + value.strip()[len(AdaptiveParamNoise.__name__) + 1 :]
     arguments = parse_dict(value, "param_noise", source)
     accepted = accepted_keyword_arguments(AdaptiveParamNoise)
     unknown = sorted(set(arguments) - (accepted or set()))
@@ -178,7 +185,8 @@ def _param_noise(value: str | dict[str, Any], source: str) -> AdaptiveParamNoise
     return AdaptiveParamNoise(**arguments)
 
 
-def _replay_buffer_class(name: str, source: str) -> type[ReplayBuffer]:
+def replay_buffer_class(name: str, source: str = "entry") -> type[ReplayBuffer]:
+    """The replay buffer an entry names (:data:`REPLAY_BUFFER_CLASSES`)."""
     if name not in REPLAY_BUFFER_CLASSES:
         raise InvalidValueError(
             f"{source}: `replay_buffer_class` must be one of {sorted(REPLAY_BUFFER_CLASSES)}, got {name!r}"

@@ -1,131 +1,276 @@
-"""Train DDPGExt from a hyperparameter entry, save it, and evaluate saved models."""
+"""
+Train DDPGExt from a hyperparameter entry or a preset, as RL Zoo's ``train.py`` does: a run folder with the model,
+the entry it trained with, evaluations and checkpoints; resumable from its last checkpoint.
+"""
 
+import dataclasses
 import pathlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import get_device, set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_ddpg_ext.common.validation import InvalidValueError, MissingFileError
+from sb3_ddpg_ext.common.validation import InvalidValueError, MissingFileError, check_int, read_yaml_mapping
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
-from sb3_ddpg_ext.experiments.config import DEFAULT_HYPERPARAMS, ExperimentConfig, load_entry
+from sb3_ddpg_ext.experiments.config import ExperimentConfig, parse_entry
+from sb3_ddpg_ext.experiments.entry_writer import write_config
+from sb3_ddpg_ext.experiments.evaluation import (
+    EVAL_SEED_OFFSET,
+    EvaluationResult,
+    evaluate,
+    existing_model_path,
+    saved_model_path,
+)
+from sb3_ddpg_ext.experiments.run_callbacks import RunCheckpoints, evaluation_callback
+from sb3_ddpg_ext.experiments.run_config import resolve_entry
+from sb3_ddpg_ext.experiments.run_folder import RunFolder, companion, saved_steps
 
-# Offset between the training env's seed and the evaluation env's, so evaluation episodes are new ones.
-EVAL_SEED_OFFSET = 10_000
+__all__ = ["EVAL_SEED_OFFSET", "TrainResult", "TrainSettings", "build_model", "evaluate", "resume", "train"]
+
+DEFAULT_ENV = "Pendulum-v1"
+# The settings a resumed run keeps from args.yml (the entry itself is in config.yml).
+RUN_ARGS = ("seed", "eval_freq", "eval_episodes", "checkpoint_freq", "save_replay_buffer", "tensorboard_log")
 
 
 @dataclass
-class EvaluationResult:
+class TrainSettings:
     """
-    :param mean_return: mean episodic return over the evaluation episodes
-    :param std_return: its standard deviation
-    :param n_episodes: number of evaluation episodes
+    One training run; the command line's ``train`` options, by the same names.
+
+    :param env_id: Gymnasium environment id
+    :param seed: seed of the model and the envs
+    :param timesteps: budget in environment steps (``None``: the entry's ``n_timesteps``)
+    :param hyperparams: RL-Zoo-format YAML file (``None``: the package's ``ddpg_ext.yml``)
+    :param preset: train this preset instead of the file's entry (see :mod:`~sb3_ddpg_ext.experiments.run_config`)
+    :param params: entry keys to override (``--params key:value``)
+    :param n_envs: parallel training envs (``None``: the entry's)
+    :param env_kwargs: keyword arguments for ``gymnasium.make``, merged into the entry's
+    :param eval_freq: evaluate every this many environment steps with SB3's ``EvalCallback`` (0: never)
+    :param eval_episodes: episodes per evaluation during training
+    :param n_eval_episodes: episodes of the final evaluation
+    :param checkpoint_freq: save model, replay buffer and statistics every this many steps (0: never)
+    :param save_replay_buffer: save the replay buffer beside the final model too (so a finished run can be extended)
+    :param device: torch device (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...)
+    :param log_folder: run folders go to ``<log_folder>/ddpg_ext/<env>_<N>``
+    :param save_path: the final model's file (default: ``<run folder>/<env>.zip``)
+    :param tensorboard_log: TensorBoard log folder (``None``: no TensorBoard logging)
+    :param progress_bar: show SB3's progress bar
+    :param verbose: SB3 verbosity
     """
 
-    mean_return: float
-    std_return: float
-    n_episodes: int
+    env_id: str = DEFAULT_ENV
+    seed: int = 0
+    timesteps: int | None = None
+    hyperparams: str | None = None
+    preset: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    n_envs: int | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_freq: int = 0
+    eval_episodes: int = 5
+    n_eval_episodes: int = 10
+    checkpoint_freq: int = 0
+    save_replay_buffer: bool = False
+    device: str = "auto"
+    log_folder: str = "logs"
+    save_path: str | None = None
+    tensorboard_log: str | None = None
+    progress_bar: bool = True
+    verbose: int = 0
 
-    def __str__(self) -> str:
-        return f"{self.mean_return:.2f} ± {self.std_return:.2f} over {self.n_episodes} episodes"
+    def __post_init__(self) -> None:
+        check_int("seed", self.seed, 0)
+        for name, minimum in (("eval_freq", 0), ("checkpoint_freq", 0), ("eval_episodes", 1), ("n_eval_episodes", 1)):
+            check_int(name, getattr(self, name), minimum)
+        for name in ("timesteps", "n_envs"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
+        resolve_device(self.device)
 
 
 @dataclass
 class TrainResult:
     """
-    :param model_path: where the model was saved
+    :param env_id: the env trained on
+    :param model_path: where the final model was saved
+    :param run_folder: the run's folder (config, evaluations, checkpoints)
     :param evaluation: evaluation of the final deterministic policy
     :param train_seconds: wall-clock time of ``learn()``
-    :param n_timesteps: environment steps trained
+    :param n_timesteps: environment steps trained in this call
+    :param notice: what the user should know about the run's configuration (e.g. the fallback to a preset)
     """
 
+    env_id: str
     model_path: pathlib.Path
+    run_folder: pathlib.Path
     evaluation: EvaluationResult
     train_seconds: float
     n_timesteps: int
+    notice: str | None = None
 
 
-def vecnormalize_path(model_path: pathlib.Path) -> pathlib.Path:
-    """Where the ``VecNormalize`` statistics of a model are saved: beside it."""
-    return model_path.with_name(model_path.stem + "_vecnormalize.pkl")
-
-
-def default_model_path(env_id: str, seed: int) -> pathlib.Path:
-    return pathlib.Path("logs") / "ddpg_ext" / f"{env_id}_seed{seed}" / "model.zip"
-
-
-def saved_model_path(path: str | pathlib.Path) -> pathlib.Path:
-    """The file ``model.save(path)`` writes: SB3 appends ``.zip`` to a path without a suffix."""
-    path = pathlib.Path(path)
-    return path if path.suffix else pathlib.Path(f"{path}.zip")
-
-
-def existing_model_path(path: str | pathlib.Path) -> pathlib.Path:
+def resolve_device(name: str) -> th.device:
     """
-    The model file a user means by ``path``: the path itself, or with ``.zip`` appended, as ``DDPGExt.load`` tries.
-
-    :raises MissingFileError: neither exists
+    The torch device named by ``--device``; a device this machine does not have is an error, not a silent fallback
+    to the CPU (SB3's ``get_device`` falls back).
     """
-    path = pathlib.Path(path)
-    for candidate in (path, pathlib.Path(f"{path}.zip")):
-        if candidate.is_file():
-            return candidate
-    raise MissingFileError(f"model file {str(path)!r} does not exist (nor {str(path)!r} with '.zip' appended)")
+    try:
+        device = get_device(name) if name == "auto" else th.device(name)
+    except RuntimeError as error:
+        raise InvalidValueError(f"`device`: {name!r} is not a torch device (auto, cpu, cuda, cuda:<index>, mps)") from error
+    available = {"cuda": th.cuda.is_available(), "mps": th.backends.mps.is_available()}
+    if not available.get(device.type, True):
+        raise InvalidValueError(f"`device`: {name!r} was asked for, but this machine has no {device.type} device")
+    return device
 
 
-def train(
-    env_id: str,
-    seed: int = 0,
+def train(settings: TrainSettings) -> TrainResult:
+    """
+    Train a new run: resolve its entry, write it to ``config.yml`` in a new run folder, train, save, evaluate.
+
+    :param settings: the run
+    """
+    chosen = resolve_entry(settings.env_id, settings.hyperparams, settings.preset, settings.params)
+    entry = dict(chosen.entry)
+    if settings.timesteps is not None:
+        entry["n_timesteps"] = settings.timesteps
+    if settings.n_envs is not None:
+        entry["n_envs"] = settings.n_envs
+    if settings.env_kwargs:
+        entry["env_kwargs"] = {**(entry.get("env_kwargs") or {}), **settings.env_kwargs}
+    config = parse_entry(settings.env_id, entry, source=chosen.source)
+    folder = RunFolder.new(settings.log_folder, settings.env_id)
+    write_config(folder.config, settings.env_id, entry, f"sb3-ddpg-ext train: {chosen.source}")
+    folder.args.write_text(yaml.safe_dump({name: getattr(settings, name) for name in RUN_ARGS}))
+    set_random_seed(settings.seed)
+    model = build_model(config, settings.seed, settings.tensorboard_log, settings.verbose, settings.device, folder)
+    return _learn(model, config, settings, folder, chosen.notice)
+
+
+def resume(
+    path: str | pathlib.Path,
     timesteps: int | None = None,
-    hyperparams: str | pathlib.Path = DEFAULT_HYPERPARAMS,
-    tensorboard_log: str | None = None,
-    save_path: str | pathlib.Path | None = None,
-    n_eval_episodes: int = 10,
+    device: str = "auto",
     progress_bar: bool = True,
     verbose: int = 0,
 ) -> TrainResult:
     """
-    Train DDPGExt with the env's hyperparameter entry, save it and evaluate the final policy.
+    Continue a run from a saved model with its replay buffer (and ``VecNormalize`` statistics), its step count, its
+    entry (``config.yml``) and settings (``args.yml``), up to its budget. The training envs restart (an episode cut
+    by the checkpoint is not continued) and are seeded with the run's seed plus the step count.
 
-    :param env_id: Gymnasium environment id, looked up in ``hyperparams``
-    :param seed: seed of the model and the environments
-    :param timesteps: training budget; ``None`` takes the entry's ``n_timesteps``
-    :param hyperparams: RL-Zoo-format YAML file
-    :param tensorboard_log: TensorBoard log folder (``None``: no TensorBoard logging)
-    :param save_path: where to save the model; ``.zip`` is appended to a path without a suffix, as SB3 does;
-        default ``logs/ddpg_ext/<env>_seed<seed>/model.zip``
-    :param n_eval_episodes: evaluation episodes of the final deterministic policy
+    :param path: a run folder (its model with the most steps is taken) or a model file of one
+    :param timesteps: a new budget (total steps, e.g. to extend a finished run)
+    :param device: torch device
     :param progress_bar: show SB3's progress bar
     :param verbose: SB3 verbosity
     """
-    config = load_entry(env_id, hyperparams)
-    n_timesteps = config.n_timesteps if timesteps is None else timesteps
-    model_path = saved_model_path(save_path) if save_path is not None else default_model_path(env_id, seed)
+    path = pathlib.Path(path)
+    model_path = None if path.is_dir() else existing_model_path(path)
+    run_path = path if model_path is None else model_path.parent
+    for required in (run_path / "config.yml", run_path / "args.yml"):
+        if not required.is_file():
+            raise MissingFileError(f"`resume`: {str(required)!r} does not exist; only runs of `train` can be resumed")
+    entries = read_yaml_mapping(run_path / "config.yml", "run configuration")
+    (env_id, entry), *others = entries.items()
+    if others:
+        raise InvalidValueError(f"`resume`: {str(run_path / 'config.yml')!r} should hold one entry, it has {sorted(entries)}")
+    run_args = read_yaml_mapping(run_path / "args.yml", "run settings")
+    settings = TrainSettings(
+        env_id=env_id, timesteps=timesteps, device=device, progress_bar=progress_bar, verbose=verbose, **run_args
+    )
+    folder = RunFolder(run_path, env_id)
+    model_path = model_path or folder.latest_model()
+    if timesteps is not None:
+        entry = {**entry, "n_timesteps": timesteps}
+        write_config(folder.config, env_id, entry, f"sb3-ddpg-ext train, resumed with a budget of {timesteps} steps")
+    config = parse_entry(env_id, entry, source=str(folder.config))
+    steps = saved_steps(model_path)
+    if steps >= config.n_timesteps:
+        raise InvalidValueError(
+            f"`resume`: {str(model_path)!r} has trained {steps} of the run's {config.n_timesteps} steps;"
+            " pass a larger budget (--timesteps) to continue it"
+        )
+    return _learn(_load_for_resuming(model_path, config, settings, folder, steps), config, settings, folder)
 
-    model = build_model(config, seed, tensorboard_log=tensorboard_log, verbose=verbose)
-    env = model.get_env()
-    assert env is not None
+
+def _load_for_resuming(
+    model_path: pathlib.Path, config: ExperimentConfig, settings: TrainSettings, folder: RunFolder, steps: int
+) -> DDPGExt:
+    buffer_path = companion(model_path, "replay_buffer")
+    if not buffer_path.is_file():
+        raise MissingFileError(
+            f"`resume`: no replay buffer beside {str(model_path)!r} (expected {buffer_path.name}); checkpoints"
+            " (--checkpoint-freq) save one, a final model with --save-replay-buffer"
+        )
+    seed = settings.seed + steps
+    env = make_training_env(config, seed, folder, resumed=True)
+    stats_path = companion(model_path, "vecnormalize")
+    if isinstance(env, VecNormalize):
+        if not stats_path.is_file():
+            raise MissingFileError(f"`resume`: the run normalises its env, but {stats_path.name} is missing")
+        env = VecNormalize.load(str(stats_path), env.venv)
+    set_random_seed(seed)
+    model = DDPGExt.load(model_path, env=env, device=resolve_device(settings.device))
+    model.load_replay_buffer(buffer_path)
+    return model
+
+
+def _learn(
+    model: DDPGExt, config: ExperimentConfig, settings: TrainSettings, folder: RunFolder, notice: str | None = None
+) -> TrainResult:
+    resumed_at = model.num_timesteps
+    callbacks: list[BaseCallback] = []
+    if settings.eval_freq:
+        callbacks.append(
+            evaluation_callback(config, settings.seed, folder, settings.eval_freq, settings.eval_episodes, resumed_at)
+        )
+    if settings.checkpoint_freq:
+        callbacks.append(RunCheckpoints(folder, settings.checkpoint_freq))
     start = time.perf_counter()
-    model.learn(total_timesteps=n_timesteps, progress_bar=progress_bar, tb_log_name=f"DDPGExt_{env_id}")
+    model.learn(
+        total_timesteps=config.n_timesteps - resumed_at,
+        callback=callbacks,
+        progress_bar=settings.progress_bar,
+        tb_log_name=f"DDPGExt_{config.env_id}",
+        reset_num_timesteps=resumed_at == 0,
+    )
     train_seconds = time.perf_counter() - start
 
+    model_path = saved_model_path(settings.save_path) if settings.save_path is not None else folder.model
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path)
+    env = model.get_env()
     if isinstance(env, VecNormalize):
-        env.save(str(vecnormalize_path(model_path)))
-    env.close()
+        env.save(str(companion(model_path, "vecnormalize")))
+    if settings.save_replay_buffer:
+        model.save_replay_buffer(companion(model_path, "replay_buffer"))
+    if env is not None:
+        env.close()
     evaluation = evaluate(
-        env_id, model_path, n_episodes=n_eval_episodes, seed=seed + EVAL_SEED_OFFSET, env_kwargs=config.env_kwargs
+        config.env_id, model_path, settings.n_eval_episodes, settings.seed + EVAL_SEED_OFFSET, config.env_kwargs
     )
-    return TrainResult(model_path, evaluation, train_seconds, n_timesteps)
+    return TrainResult(
+        config.env_id, model_path, folder.path, evaluation, train_seconds, model.num_timesteps - resumed_at, notice
+    )
 
 
-def build_model(config: ExperimentConfig, seed: int, tensorboard_log: str | None = None, verbose: int = 0) -> DDPGExt:
+def build_model(
+    config: ExperimentConfig,
+    seed: int,
+    tensorboard_log: str | None = None,
+    verbose: int = 0,
+    device: str = "auto",
+    folder: RunFolder | None = None,
+) -> DDPGExt:
     """
     DDPGExt on the entry's training environment, with the entry's action noise.
 
@@ -133,8 +278,17 @@ def build_model(config: ExperimentConfig, seed: int, tensorboard_log: str | None
     :param seed: seed of the model and its environments
     :param tensorboard_log: TensorBoard log folder (``None``: no TensorBoard logging)
     :param verbose: SB3 verbosity
+    :param device: torch device
+    :param folder: the run's folder, where the training envs' monitor files go (``None``: none written)
     """
-    env = make_training_env(config, seed)
+    kwargs = dict(config.model_kwargs)
+    if "device" in kwargs:  # an entry may name a device; one given beside it must agree
+        if device != "auto" and resolve_device(device) != resolve_device(kwargs["device"]):
+            raise InvalidValueError(
+                f"`device`: {device!r} was asked for, the entry for {config.env_id!r} names {kwargs['device']!r}"
+            )
+        device = kwargs.pop("device")
+    env = make_training_env(config, seed, folder)
     assert isinstance(env.action_space, gym.spaces.Box)
     try:
         return DDPGExt(
@@ -143,7 +297,8 @@ def build_model(config: ExperimentConfig, seed: int, tensorboard_log: str | None
             seed=seed,
             tensorboard_log=tensorboard_log,
             verbose=verbose,
-            **config.model_kwargs,
+            device=resolve_device(device),
+            **kwargs,
         )
     except ValueError as error:
         if isinstance(error, InvalidValueError):
@@ -152,45 +307,28 @@ def build_model(config: ExperimentConfig, seed: int, tensorboard_log: str | None
         raise InvalidValueError(f"the entry for {config.env_id!r}: {error}") from error
 
 
-def make_training_env(config: ExperimentConfig, seed: int) -> VecEnv:
-    """The entry's vectorised (and, if asked, normalised) training environment."""
-    env = make_vec_env(config.env_id, n_envs=config.n_envs, seed=seed, env_kwargs=config.env_kwargs)
+def make_training_env(config: ExperimentConfig, seed: int, folder: RunFolder | None = None, resumed: bool = False) -> VecEnv:
+    """
+    The entry's vectorised (and, if asked, normalised) training environment.
+
+    :param config: the run's entry
+    :param seed: seed of the first env (the others: seed + 1, ...)
+    :param folder: the run's folder, for the envs' monitor files (``<i>.monitor.csv``)
+    :param resumed: append to the monitor files instead of replacing them
+    """
+    env = make_vec_env(
+        config.env_id,
+        n_envs=config.n_envs,
+        seed=seed,
+        env_kwargs=config.env_kwargs,
+        monitor_dir=str(folder.path) if folder is not None else None,
+        monitor_kwargs={"override_existing": not resumed},
+    )
     if config.normalize is not None:
         env = VecNormalize(env, **{"gamma": config.model_kwargs.get("gamma", 0.99), **config.normalize})
     return env
 
 
-def evaluate(
-    env_id: str,
-    model_path: str | pathlib.Path,
-    n_episodes: int = 10,
-    seed: int = EVAL_SEED_OFFSET,
-    env_kwargs: dict[str, Any] | None = None,
-) -> EvaluationResult:
-    """
-    Evaluate a saved model's deterministic policy with SB3's ``evaluate_policy``.
-
-    The ``VecNormalize`` statistics saved beside the model, if any, are loaded frozen
-    (no update, rewards not normalised) so that returns are the environment's own.
-
-    :param env_id: Gymnasium environment id
-    :param model_path: a model saved by :func:`train` or ``DDPGExt.save``, with or without its ``.zip``
-    :param n_episodes: number of evaluation episodes
-    :param seed: seed of the evaluation environment
-    :param env_kwargs: keyword arguments for ``gymnasium.make``
-    """
-    model_path = existing_model_path(model_path)
-    env: VecEnv = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs)
-    stats_path = vecnormalize_path(model_path)
-    if stats_path.is_file():
-        env = VecNormalize.load(str(stats_path), env)
-        env.training = False
-        env.norm_reward = False
-    try:
-        model = DDPGExt.load(model_path, env=env)
-    except ValueError as error:  # SB3's word for a file that is no model, or one for other spaces
-        raise InvalidValueError(f"model file {str(model_path)!r} cannot be loaded for env {env_id!r}: {error}") from error
-    mean_return, std_return = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True)
-    assert isinstance(mean_return, float) and isinstance(std_return, float)
-    env.close()
-    return EvaluationResult(float(mean_return), float(std_return), n_episodes)
+def settings_fields() -> list[str]:
+    """The names of :class:`TrainSettings`' fields (the command line maps its options onto them)."""
+    return [item.name for item in dataclasses.fields(TrainSettings)]
