@@ -64,9 +64,12 @@ def record(
     if not has_display():
         os.environ.setdefault("MUJOCO_GL", "egl")  # read by Gymnasium's MuJoCo renderer when it first renders
     model, env = load_for_evaluation(env_id, model_path, seed, {**(env_kwargs or {}), "render_mode": "rgb_array"})
+    metadata: dict[str, Any] = dict(env.metadata or {})
+    if "rgb_array" not in metadata.get("render_modes", ()):
+        env.close()
+        raise RendererError(f"{env_id} renders no RGB frames (its render modes: {metadata.get('render_modes')})")
     try:
         frames = _frames(model, env, steps, progress_bar)
-        metadata: dict[str, Any] = dict(env.metadata)
         rate = fps or int(metadata.get("render_fps") or 30)
     finally:
         env.close()
@@ -91,7 +94,7 @@ def _frames(model: Any, env: Any, steps: int, progress_bar: bool) -> list[np.nda
 
 def _render(env: Any) -> np.ndarray:
     try:
-        frame = env.render()
+        frame = env.get_images()[0]  # the env's own frame (VecEnv.render would tile it with SB3's tile_images)
     except (ImportError, AttributeError, RuntimeError) as error:
         # EGL or OSMesa missing, or no OpenGL at all: MuJoCo's renderer fails on first use.
         raise RendererError(
