@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(tune)
 
     benchmark = commands.add_parser("benchmark", help="run a grid of algorithms x envs x seeds (resumable), then summarise")
-    benchmark.add_argument("--envs", nargs="+", default=[DEFAULT_ENV])
+    benchmark.add_argument(
+        "--envs", nargs="+", help=f"default: {DEFAULT_ENV} (with --report-only: every env under --root)"
+    )
     benchmark.add_argument("--algos", nargs="+", default=None, help="default: all (see --list-algos)")
     benchmark.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     benchmark.add_argument("--timesteps", type=int, default=20_000)
@@ -88,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--executor", default="process", help="process (this machine) or ray (a Ray cluster)")
     benchmark.add_argument("--address", help="Ray cluster address (e.g. ray://head:10001, auto); default: a local Ray")
     benchmark.add_argument("--root", default="benchmarks/results/runs", help="one CSV per run is written here")
-    benchmark.add_argument("--report-only", action="store_true", help="only summarise the runs found under --root")
+    benchmark.add_argument(
+        "--report-only", action="store_true", help="only summarise the runs under --root (of --envs and --algos, if given)"
+    )
     benchmark.add_argument(
         "--checkpoint-dir",
         help="checkpoint each run here as it goes and resume interrupted runs from it (keep it outside the repository)",
@@ -232,7 +236,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         specs = [
             benchmark.RunSpec(algorithm, env_id, seed, args.timesteps, args.eval_freq, args.n_eval_episodes)
             for seed in args.seeds
-            for env_id in args.envs
+            for env_id in args.envs or [DEFAULT_ENV]
             for algorithm in algorithms
         ]
         checkpoints = None
@@ -244,7 +248,8 @@ def _benchmark(args: argparse.Namespace) -> None:
     output = None if args.output is None else pathlib.Path(args.output)
     plots = pathlib.Path(args.plots) if args.plots else (output.parent if output is not None else None)
     markdown_dir = output.parent if output is not None else None
-    publish(["# Learning benchmark", "", *report.report(root, plots, markdown_dir)], origin, output)
+    lines = report.report(root, plots, markdown_dir, args.envs, args.algos)
+    publish(["# Learning benchmark", "", *lines], origin, output)
 
 
 def _tune(args: argparse.Namespace) -> None:

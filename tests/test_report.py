@@ -97,3 +97,14 @@ def test_provenance_names_the_commit_the_process_imported_not_the_checkouts_head
 
     monkeypatch.setattr(provenance, "git_commit", lambda: "moved-on")  # HEAD after a commit during a long run
     assert provenance.provenance()["git commit"] == provenance.CODE_COMMIT != "moved-on"
+
+
+def test_report_only_summarises_just_the_envs_and_algorithms_named(tmp_path, capsys):
+    for env_id in ("Pendulum-v1", "InvertedPendulum-v5"):
+        for algorithm in ("fast", "slow"):
+            _write_run(tmp_path / "runs", env_id, algorithm, 0, [-1200.0, -150.0])
+    argv = ["benchmark", "--root", str(tmp_path / "runs"), "--report-only", "--envs", "Pendulum-v1", "--algos", "fast"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "## Pendulum-v1" in text and "| fast |" in text
+    assert "InvertedPendulum-v5" not in text and "| slow |" not in text

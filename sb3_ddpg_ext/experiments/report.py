@@ -11,7 +11,7 @@ same runs is the same report.
 import csv
 import os
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +58,22 @@ def read_run(path: pathlib.Path) -> Run:
     return Run(column("timesteps"), column("seconds"), column("mean_return"))
 
 
-def read_runs(root: pathlib.Path) -> dict[str, dict[str, list[Run]]]:
-    """Every finished run under ``root`` (``<env>/<algorithm>/seed<S>.csv``), as env -> algorithm -> runs."""
+def read_runs(
+    root: pathlib.Path, envs: Collection[str] | None = None, algorithms: Collection[str] | None = None
+) -> dict[str, dict[str, list[Run]]]:
+    """
+    The finished runs under ``root`` (``<env>/<algorithm>/seed<S>.csv``), as env -> algorithm -> runs.
+
+    :param root: folder of the per-run CSVs
+    :param envs: only these envs (``None``: all)
+    :param algorithms: only these algorithms (``None``: all)
+    """
     runs: dict[str, dict[str, list[Run]]] = {}
     for path in sorted(root.glob("*/*/seed*.csv")):
+        if (envs is not None and path.parent.parent.name not in envs) or (
+            algorithms is not None and path.parent.name not in algorithms
+        ):
+            continue
         runs.setdefault(path.parent.parent.name, {}).setdefault(path.parent.name, []).append(read_run(path))
     return runs
 
@@ -245,15 +257,23 @@ def plot_learning_curves(env_id: str, runs_by_algorithm: dict[str, list[Run]], p
     plt.close(figure)
 
 
-def report(root: pathlib.Path, plots: pathlib.Path | None = None, markdown_dir: pathlib.Path | None = None) -> list[str]:
+def report(
+    root: pathlib.Path,
+    plots: pathlib.Path | None = None,
+    markdown_dir: pathlib.Path | None = None,
+    envs: Collection[str] | None = None,
+    algorithms: Collection[str] | None = None,
+) -> list[str]:
     """
     The whole report as markdown lines: one table (and, with ``plots``, one PNG) per task, then the aggregate.
 
     :param root: folder of the per-run CSVs
     :param plots: folder for the PNG learning curves (``None``: no plots)
     :param markdown_dir: where the markdown will be written, for relative links to the plots (default: ``plots``)
+    :param envs: report only these envs (``None``: every env under ``root``)
+    :param algorithms: report only these algorithms (``None``: all)
     """
-    runs = read_runs(root)
+    runs = read_runs(root, envs, algorithms)
     lines = [f"Runs under `{root}`: one CSV (evaluations) and one JSON (settings, provenance) per run.", "", *LEGEND, ""]
     for env_id, runs_by_algorithm in runs.items():
         lines += [f"## {env_id}", "", *task_table(env_id, runs_by_algorithm), ""]
