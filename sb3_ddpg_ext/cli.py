@@ -78,9 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(tune)
 
     benchmark = commands.add_parser("benchmark", help="run a grid of algorithms x envs x seeds (resumable), then summarise")
-    benchmark.add_argument(
-        "--envs", nargs="+", help=f"default: {DEFAULT_ENV} (with --report-only: every env under --root)"
-    )
+    benchmark.add_argument("--envs", nargs="+", help=f"default: {DEFAULT_ENV} (with --report-only: every env under --root)")
     benchmark.add_argument("--algos", nargs="+", default=None, help="default: all (see --list-algos)")
     benchmark.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     benchmark.add_argument("--timesteps", type=int, default=20_000)

@@ -93,6 +93,11 @@ def test_vecnormalize_statistics_are_saved_and_used_in_eval(tmp_path, hyperparam
         (["train", "--device", "bogus"], "`device`: 'bogus' is not a torch device"),
         (["train", "--timesteps", "0"], "`timesteps` must be an integer >= 1, got 0"),
         (["train", "--eval-freq", "-5"], "`eval_freq` must be an integer >= 0, got -5"),
+        (["train", "--n-envs", "0"], "`n_envs` must be an integer >= 1, got 0"),
+        (["train", "--checkpoint-freq", "-1"], "`checkpoint_freq` must be an integer >= 0, got -1"),
+        (["train", "--eval-episodes", "0"], "`eval_episodes` must be an integer >= 1, got 0"),
+        (["train", "--env-kwargs", "width"], "`--env-kwargs` takes key:value pairs"),
+        (["train", "--log-folder", "hyperparams.yml"], "`log_folder`: 'hyperparams.yml' exists and is not a folder"),
         (["train", "--resume", "nowhere"], "model file 'nowhere' does not exist"),
         (["train", "--resume", "nowhere", "--seed", "1"], "--seed cannot be given"),
         (["record", "--model", "m.zip", "--output", "a.avi"], "must end in one of ['.mp4', '.gif']"),
@@ -100,7 +105,7 @@ def test_vecnormalize_statistics_are_saved_and_used_in_eval(tmp_path, hyperparam
         (["train", "--hyperparams", "missing.yml"], "hyperparameter file 'missing.yml' does not exist"),
     ],
 )
-def test_errors_are_reported_without_traceback(argv, message, capsys):
+def test_errors_are_reported_without_traceback(argv, message, capsys, hyperparams):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 

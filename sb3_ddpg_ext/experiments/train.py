@@ -93,6 +93,8 @@ class TrainSettings:
         for name in ("timesteps", "n_envs"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 1)
+        if pathlib.Path(self.log_folder).exists() and not pathlib.Path(self.log_folder).is_dir():
+            raise InvalidValueError(f"`log_folder`: {self.log_folder!r} exists and is not a folder")
         resolve_device(self.device)
 
 
