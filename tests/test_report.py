@@ -108,3 +108,27 @@ def test_report_only_summarises_just_the_envs_and_algorithms_named(tmp_path, cap
     text = capsys.readouterr().out
     assert "## Pendulum-v1" in text and "| fast |" in text
     assert "InvertedPendulum-v5" not in text and "| slow |" not in text
+
+
+def test_task_tables_give_the_return_at_50k_and_100k_and_seconds_per_thousand_steps(tmp_path):
+    for seed, returns in enumerate([[100.0, 900.0], [300.0, 1100.0]]):
+        _write_run(tmp_path / "runs", "Hopper-v5", "fast", seed, returns, step=50_000, seconds_per_step=0.02)
+    _write_run(tmp_path / "runs", "Hopper-v5", "short", 0, [50.0], step=50_000)
+    text = "\n".join(report(tmp_path / "runs", plots=tmp_path / "plots"))
+    assert "| return at 50k | return at 100k |" in text
+    assert "| fast | 2 | 100000 | 1000.0 ± 141.4 |" in text and "| 200 ± 141 | 1000 ± 141 |" in text
+    assert text.count("| 20.0 |") == 1  # 0.02 s per step is 20 s per 1,000
+    assert "| short | 1 | 50000 | 50.0 ± 0.0 | 50.0 [50.0, 50.0] | 50 | - |" in text
+    assert (tmp_path / "plots" / "Hopper-v5-wallclock.png").is_file() and "by training time" in text
+
+
+def test_published_figures_of_the_v4_task_stand_beside_ours_with_their_source(tmp_path):
+    _write_run(tmp_path / "runs", "Hopper-v5", "fast", 0, [100.0])
+    _write_run(tmp_path / "runs", "Pendulum-v1", "fast", 0, [-150.0])
+    text = "\n".join(report(tmp_path / "runs"))
+    hopper, pendulum = text.split("## Pendulum-v1")
+    assert "Published, Hopper-v4" in hopper and "Published" not in pendulum
+    sac = next(line for line in hopper.splitlines() if line.startswith("| SAC | 10 |"))
+    assert "dojeon-ai/SimbaV2@" in sac and "results/baseline/sac.csv" in sac
+    mrq = next(line for line in hopper.splitlines() if line.startswith("| MR.Q | 10 |"))
+    assert "facebookresearch/MRQ@" in mrq

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sb3_ddpg_ext.experiments.references import reference_table
 from sb3_ddpg_ext.experiments.tasks import TASKS, Task
 
 N_RESAMPLES = 2_000
@@ -106,26 +107,49 @@ def normalised(score: np.ndarray, task: Task) -> np.ndarray:
     return (score - task.random_score) / (task.threshold - task.random_score)
 
 
+# Steps at which each task table reports the return (where the runs reach them), as the published figures do.
+MILESTONES = (50_000, 100_000)
+
+
 def task_table(env_id: str, runs_by_algorithm: dict[str, list[Run]]) -> list[str]:
-    """Markdown table of one task: final return, IQM with CI, and steps/wall-clock to the threshold."""
+    """
+    Markdown table of one task: final return (mean ± std, IQM with CI), the return at :data:`MILESTONES`, steps and
+    wall-clock to the threshold, training seconds in all and per 1,000 steps.
+    """
     threshold = TASKS.get(env_id, Task()).threshold
     reach = f"to reach {threshold:g}" if threshold is not None else "to threshold (none set)"
+    milestones = [
+        step for step in MILESTONES if any(run.timesteps[-1] >= step for runs in runs_by_algorithm.values() for run in runs)
+    ]
+    at = "".join(f" return at {step // 1000}k |" for step in milestones)
     lines = [
-        f"| algorithm | seeds | steps | final return, mean ± std | final return, IQM [95% CI] | steps {reach} "
-        f"| training seconds {reach} | training seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| algorithm | seeds | steps | final return, mean ± std | final return, IQM [95% CI] |{at} steps {reach} "
+        f"| training seconds {reach} | training seconds | training seconds per 1k steps |",
+        "|---|---|---|---|---|" + "---|" * len(milestones) + "---|---|---|---|",
     ]
     for algorithm, runs in sorted(runs_by_algorithm.items()):
         finals = np.array([run.final_return for run in runs])
         low, high = bootstrap_ci(finals)
         steps, seconds = _time_to_threshold(runs, threshold)
         total_seconds = np.mean([run.seconds[-1] for run in runs])
+        per_thousand = np.mean([1000 * run.seconds[-1] / run.timesteps[-1] for run in runs])
         spread = finals.std(ddof=1) if len(finals) > 1 else 0.0
+        cells = "".join(f" {_return_at(runs, step)} |" for step in milestones)
         lines.append(
             f"| {algorithm} | {len(runs)} | {int(runs[0].timesteps[-1])} | {finals.mean():.1f} ± {spread:.1f} "
-            f"| {iqm(finals):.1f} [{low:.1f}, {high:.1f}] | {steps} | {seconds} | {total_seconds:.0f} |"
+            f"| {iqm(finals):.1f} [{low:.1f}, {high:.1f}] |{cells} {steps} | {seconds} | {total_seconds:.0f} "
+            f"| {per_thousand:.1f} |"
         )
     return lines
+
+
+def _return_at(runs: list[Run], step: int) -> str:
+    """Mean ± std over the runs of the return evaluated at ``step`` (``-`` where no run was evaluated there)."""
+    values = np.array([run.returns[run.timesteps == step][0] for run in runs if step in run.timesteps])
+    if not len(values):
+        return "-"
+    spread = f" ± {values.std(ddof=1):.0f}" if len(values) > 1 else ""
+    return f"{values.mean():.0f}{spread}" + (f" ({len(values)}/{len(runs)})" if len(values) < len(runs) else "")
 
 
 def _time_to_threshold(runs: list[Run], threshold: float | None) -> tuple[str, str]:
@@ -223,10 +247,13 @@ def _stratified_ci(scores: list[np.ndarray], statistic: Callable[[np.ndarray], n
     return float(low), float(high)
 
 
-def plot_learning_curves(env_id: str, runs_by_algorithm: dict[str, list[Run]], path: pathlib.Path) -> None:
+def plot_learning_curves(
+    env_id: str, runs_by_algorithm: dict[str, list[Run]], path: pathlib.Path, wall_clock: bool = False
+) -> None:
     """
-    PNG of the evaluation return against environment steps: the mean over seeds per algorithm and a
-    95% bootstrap CI band of that mean. Runs of one algorithm must share their evaluation steps.
+    PNG of the evaluation return against environment steps (or, with ``wall_clock``, against training seconds: the
+    mean over seeds of the seconds at each evaluation): the mean over seeds per algorithm and a 95% bootstrap CI
+    band of that mean. Runs of one algorithm must share their evaluation steps.
     """
     import matplotlib
 
@@ -237,7 +264,7 @@ def plot_learning_curves(env_id: str, runs_by_algorithm: dict[str, list[Run]], p
     for algorithm, runs in sorted(runs_by_algorithm.items()):
         length = min(len(run.returns) for run in runs)
         returns = np.stack([run.returns[:length] for run in runs])
-        steps = runs[0].timesteps[:length]
+        steps = np.mean([run.seconds[:length] for run in runs], axis=0) if wall_clock else runs[0].timesteps[:length]
         rng = np.random.default_rng(0)
         means = returns[rng.integers(0, len(runs), size=(N_RESAMPLES, len(runs)))].mean(axis=1)
         low, high = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
@@ -247,7 +274,7 @@ def plot_learning_curves(env_id: str, runs_by_algorithm: dict[str, list[Run]], p
     if threshold is not None:
         axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     axes.set_title(f"{env_id}: evaluation return (mean over seeds, 95% bootstrap CI)")
-    axes.set_xlabel("environment steps")
+    axes.set_xlabel("training seconds (evaluations excluded)" if wall_clock else "environment steps")
     axes.set_ylabel("mean evaluation return (deterministic policy)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", loc="best")
@@ -277,9 +304,12 @@ def report(
     lines = [f"Runs under `{root}`: one CSV (evaluations) and one JSON (settings, provenance) per run.", "", *LEGEND, ""]
     for env_id, runs_by_algorithm in runs.items():
         lines += [f"## {env_id}", "", *task_table(env_id, runs_by_algorithm), ""]
+        published = reference_table(env_id)
+        lines += [*published, ""] if published else []
         if plots is not None:
-            path = plots / f"{env_id}.png"
-            plot_learning_curves(env_id, runs_by_algorithm, path)
-            link = os.path.relpath(path, markdown_dir if markdown_dir is not None else plots)
-            lines += [f"![{env_id} learning curves]({link})", ""]
+            for suffix, wall_clock in (("", False), ("-wallclock", True)):
+                path = plots / f"{env_id}{suffix}.png"
+                plot_learning_curves(env_id, runs_by_algorithm, path, wall_clock)
+                link = os.path.relpath(path, markdown_dir if markdown_dir is not None else plots)
+                lines += [f"![{env_id} learning curves{' by training time' if wall_clock else ''}]({link})", ""]
     return [*lines, "## Aggregate", "", *aggregate_table(runs)]
