@@ -169,16 +169,19 @@ def _train(args: argparse.Namespace) -> None:
                 f"`--resume` continues a run with its own settings (config.yml, args.yml); {options} cannot be given"
             )
         result = experiments.resume(
-            given["resume"], given.get("timesteps"), given.get("device", "auto"), progress_bar, given.get("verbose", 0)
+            given["resume"],
+            given.get("timesteps"),
+            given.get("device", "auto"),
+            progress_bar,
+            given.get("verbose", 0),
+            given.get("n_eval_episodes", 10),
         )
     else:
         settings = {name: given[name] for name in experiments.settings_fields() if name in given}
         for name in ("params", "env_kwargs"):
             if name in settings:
                 settings[name] = parse_overrides(settings[name], f"--{name.replace('_', '-')}")
-        result = experiments.train(experiments.TrainSettings(**settings, progress_bar=progress_bar))
-    if result.notice:
-        print(result.notice)
+        result = experiments.train(experiments.TrainSettings(**settings, progress_bar=progress_bar), notify=print)
     speed = result.n_timesteps / result.train_seconds
     print(f"trained {result.env_id} for {result.n_timesteps} steps in {result.train_seconds:.1f} s ({speed:.0f} steps/s)")
     print(f"run folder: {result.run_folder}")

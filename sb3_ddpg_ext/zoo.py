@@ -65,6 +65,7 @@ def register() -> None:
         import rl_zoo3.train
         import rl_zoo3.utils
         from rl_zoo3.exp_manager import ExperimentManager
+        from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
     except ImportError as error:
         raise InvalidValueError("the RL Zoo plug-in needs rl_zoo3: pip install 'sb3-ddpg-ext[zoo]'") from error
     if not (isinstance(getattr(rl_zoo3.utils, "ALGOS", None), dict) and hasattr(rl_zoo3.train, "ExperimentManager")):
@@ -79,7 +80,11 @@ def register() -> None:
             return super()._preprocess_hyperparams(hyperparams)
 
     rl_zoo3.utils.ALGOS[ALGORITHM] = DDPGExt
-    rl_zoo3.train.ExperimentManager = DDPGExtExperimentManager  # type: ignore[misc]
+    rl_zoo3.train.ExperimentManager = DDPGExtExperimentManager
+    # `-optimize`: DDPGExt takes every argument of TD3, so RL Zoo's TD3 search space (and its converter, which
+    # replays a stored trial) applies as it is; DDPGExt's own extensions are searched by `python -m sb3_ddpg_ext tune`.
+    HYPERPARAMS_SAMPLER.setdefault(ALGORITHM, HYPERPARAMS_SAMPLER["td3"])
+    HYPERPARAMS_CONVERTER.setdefault(ALGORITHM, HYPERPARAMS_CONVERTER["td3"])  # type: ignore[misc]
 
 
 def _script(name: str) -> Callable[[], None]:
@@ -98,13 +103,24 @@ def _script(name: str) -> Callable[[], None]:
     )
 
 
+def option_value(arguments: Sequence[str], *names: str) -> str | None:
+    """The value of an option given as ``--name value`` or ``--name=value`` (``None``: not given)."""
+    for index, argument in enumerate(arguments):
+        for name in names:
+            if argument == name:
+                return arguments[index + 1] if index + 1 < len(arguments) else ""
+            if argument.startswith(f"{name}="):
+                return argument[len(name) + 1 :]
+    return None
+
+
 def script_arguments(name: str, arguments: Sequence[str]) -> list[str]:
     """RL Zoo's arguments for a script, with this plug-in's defaults (``--algo ddpg_ext``, DDPGExt's yaml file)."""
     arguments = list(arguments)
-    if name in ("train", "enjoy") and "--algo" not in arguments:
-        arguments = ["--algo", ALGORITHM, *arguments]
-    own_algorithm = name == "train" and arguments[arguments.index("--algo") + 1 :][:1] == [ALGORITHM]
-    if own_algorithm and not {"-conf", "--conf-file"} & set(arguments):
+    algorithm = option_value(arguments, "--algo")
+    if name in ("train", "enjoy") and algorithm is None:
+        arguments, algorithm = ["--algo", ALGORITHM, *arguments], ALGORITHM
+    if name == "train" and algorithm == ALGORITHM and option_value(arguments, "-conf", "--conf-file") is None:
         arguments += ["--conf-file", str(DEFAULT_HYPERPARAMS)]
     return arguments
 
@@ -119,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure = None
     if name == "plot" and "--figure" in arguments:
         at = arguments.index("--figure")
+        if at + 1 == len(arguments) or arguments[at + 1].startswith("-"):
+            print("sb3_ddpg_ext.zoo: error: `--figure` takes a file name (e.g. --figure curves.png)", file=sys.stderr)
+            return 2
         figure, arguments = pathlib.Path(arguments[at + 1]), arguments[:at] + arguments[at + 2 :]
     try:
         register()

@@ -77,3 +77,19 @@ def test_bad_recording_settings_are_refused_by_name(tmp_path, model_path, argume
     with pytest.raises(ValueError) as error:
         record(**settings)
     assert message in str(error.value)
+
+
+def test_a_normalised_models_video_keeps_the_envs_frame_rate(tmp_path, model_path):
+    from PIL import Image
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_ddpg_ext.experiments.run_folder import companion
+
+    VecNormalize(make_vec_env("InvertedPendulum-v5")).save(str(companion(model_path, "vecnormalize")))
+    try:
+        output = record("InvertedPendulum-v5", model_path, tmp_path / "n.gif", 3, None, 0, dict(width=16, height=16), False)
+    finally:
+        companion(model_path, "vecnormalize").unlink()
+    fps = gym.make("InvertedPendulum-v5").metadata["render_fps"]
+    assert Image.open(output).info["duration"] == pytest.approx(1000 / fps, abs=1)

@@ -1,5 +1,7 @@
 """`train` runs as RL Zoo users know them: run folders, presets and overrides, evaluations, checkpoints, resuming."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch as th
@@ -137,3 +139,88 @@ def test_every_train_option_is_in_its_help(capsys):
     options = ["--preset", "--params", "--n-envs", "--eval-freq", "--checkpoint-freq", "--resume", "--device"]
     for option in [*options, "--log-folder", "--env-kwargs", "--save-replay-buffer", "--eval-episodes"]:
         assert option in help_text
+
+
+def test_a_resumed_run_ends_the_episodes_its_checkpoint_cut_as_truncations(tmp_path):
+    # Checkpoint at step 100, inside Pendulum's 200-step episodes: the 3-step returns must not run into the new ones.
+    settings = TrainSettings(preset="td3", timesteps=150, checkpoint_freq=100, progress_bar=False, n_eval_episodes=1)
+    train(dataclasses.replace(settings, params={**parse_overrides(SMALL[1:]), "n_steps": 3}, save_replay_buffer=True))
+    folder = run_folder(tmp_path)
+    saved = DDPGExt.load(folder / "rl_model_100_steps.zip")
+    saved.load_replay_buffer(folder / "rl_model_replay_buffer_100_steps.pkl")
+    assert saved.replay_buffer.timeouts[99, 0] == 0  # as collected: mid-episode
+
+    result = resume(folder / "rl_model_100_steps.zip", timesteps=160, progress_bar=False, n_eval_episodes=1)
+    model = DDPGExt.load(result.model_path)
+    model.load_replay_buffer(folder / "Pendulum-v1_replay_buffer.pkl")
+    buffer = model.replay_buffer
+    assert buffer.size() == 160 and buffer.timeouts[99, 0] == 1 and buffer.dones[99, 0] == 0  # bootstrapped, n-step stops
+    assert not buffer.timeouts[100:160, 0].any()  # the resumed run's own steps, mid-episode again
+    assert result.evaluation.n_episodes == 1
+
+
+def test_a_refused_resume_leaves_the_runs_budget_as_it_was(tmp_path):
+    assert main(["train", "--preset", "td3", "-n", "100", "--checkpoint-freq", "50", *SMALL, *QUIET]) == 0
+    config = run_folder(tmp_path) / "config.yml"
+    before = config.read_text()
+    with pytest.raises(MissingFileError, match="no replay buffer beside"):
+        resume(run_folder(tmp_path), timesteps=500, progress_bar=False)
+    assert config.read_text() == before
+
+
+def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, capsys):
+    hyperparams = tmp_path / "h.yml"
+    hyperparams.write_text(yaml.safe_dump({"NoSuchEnv-v0": {"n_timesteps": 100}}))
+    assert main(["train", "--env", "NoSuchEnv-v0", "--hyperparams", str(hyperparams)]) == 2
+    assert ("NoSuchEnv" in capsys.readouterr().err and not (tmp_path / "logs" / "ddpg_ext").exists()) or not any(
+        (tmp_path / "logs" / "ddpg_ext").iterdir()
+    )
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--preset", "td3", "--hyperparams", "h.yml"], "give it or `--hyperparams h.yml`, not both"),
+        (["--params", "n_timesteps:abc"], "`n_timesteps` must be a whole number >= 1, got 'abc'"),
+        (["--params", "n_envs:2.5"], "`n_envs` must be a whole number >= 1, got 2.5"),
+        (["--params", "n_envs:0"], "`n_envs` must be a whole number >= 1, got 0"),
+    ],
+)
+def test_conflicting_or_malformed_run_settings_are_refused_by_name(argv, message, capsys):
+    assert main(["train", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_fallback_notice_comes_before_training(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(DDPGExt, "learn", lambda self, *args, **kwargs: seen.append("learn") or self)
+    hyperparams = tmp_path / "h.yml"
+    hyperparams.write_text(yaml.safe_dump({"Pendulum-v1": {"n_timesteps": 100}}))
+    settings = TrainSettings(env_id="MountainCarContinuous-v0", hyperparams=str(hyperparams), timesteps=10)
+    settings.params, settings.n_eval_episodes = parse_overrides(SMALL[1:]), 1
+    train(settings, notify=lambda notice: seen.append(notice))
+    assert len(seen) == 2 and "recommended preset 'ext'" in seen[0] and seen[1] == "learn"
+
+
+def test_the_evaluation_env_normalises_as_the_entry_says(tmp_path):
+    from sb3_ddpg_ext.experiments.config import parse_entry
+    from sb3_ddpg_ext.experiments.run_callbacks import evaluation_callback
+    from sb3_ddpg_ext.experiments.run_folder import RunFolder
+
+    config = parse_entry("Pendulum-v1", {"n_timesteps": 10, "normalize": "{'norm_obs': False, 'clip_obs': 3.0}"})
+    callback = evaluation_callback(config, 0, RunFolder(tmp_path, "Pendulum-v1"), 100, 1)
+    env = callback.eval_env
+    assert not env.norm_obs and not env.norm_reward and not env.training and env.clip_obs == 3.0
+
+
+def test_eval_finds_the_statistics_of_rl_zoos_layout(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_ddpg_ext.experiments.evaluation import load_for_evaluation
+
+    DDPGExt("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "Pendulum-v1.zip")
+    (tmp_path / "Pendulum-v1").mkdir()
+    VecNormalize(make_vec_env("Pendulum-v1")).save(str(tmp_path / "Pendulum-v1" / "vecnormalize.pkl"))
+    _, env = load_for_evaluation("Pendulum-v1", tmp_path / "Pendulum-v1.zip")
+    assert isinstance(env, VecNormalize) and not env.training and not env.norm_reward

@@ -52,6 +52,22 @@ def test_the_plugin_reads_ddpg_exts_own_keys_with_its_parser():
     assert convert_entry({"param_noise": "dict(target_distance=0.1)"}, "t")["param_noise"].target_distance == 0.1
 
 
+def test_rl_zoos_hyperparameter_search_runs_ddpg_ext_with_its_td3_space(tmp_path):
+    arguments = ["train", "--env", "Pendulum-v1", "-n", "300", "-f", "logs/", "-params", "learning_starts:100", "-optimize"]
+    out = zoo(*arguments, "--n-trials", "1", "--sampler", "random", "--pruner", "none", "--n-evaluations", "1", cwd=tmp_path)
+    assert "Number of finished trials:  1" in out and "net_arch:" in out
+
+
+def test_options_given_with_an_equals_sign_are_seen():
+    assert script_arguments("train", ["--algo=td3"]) == ["--algo=td3"]
+    assert script_arguments("train", ["--conf-file=mine.yml"]) == ["--algo", "ddpg_ext", "--conf-file=mine.yml"]
+
+
+def test_plot_figure_without_a_file_name_is_an_error(capsys):
+    assert main(["plot", "-a", "ddpg_ext", "--figure"]) == 2
+    assert "`--figure` takes a file name" in capsys.readouterr().err
+
+
 def test_train_defaults_to_ddpg_ext_and_its_yaml_but_leaves_other_choices_alone():
     assert script_arguments("train", ["--env", "X"]) == [
         "--algo",

@@ -14,6 +14,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from sb3_ddpg_ext.common.n_step import n_step_targets
 from sb3_ddpg_ext.common.priorities import Priorities, make_priorities
@@ -29,6 +30,22 @@ def take_slots(array: np.ndarray, slots: np.ndarray) -> np.ndarray:
     :param slots: flat indices ``row * n_envs + env``
     """
     return array.reshape(-1, *array.shape[2:]).take(slots, axis=0)  # the method: np.take adds two Python calls
+
+
+def truncate_newest(buffer: ReplayBuffer) -> None:
+    """
+    End each env's episode at its newest transition, as when a run resumed from a checkpoint restarts its envs:
+    a timeout there (the target bootstraps, n-step sums stop), or a termination in SB3's memory-saving layout,
+    whose next observation the next transition overwrites. HER's buffer drops its unfinished episodes instead.
+    """
+    if isinstance(buffer, HerReplayBuffer):
+        buffer.truncate_last_trajectory()
+        return
+    row = (buffer.pos - 1) % buffer.buffer_size
+    if buffer.optimize_memory_usage:
+        buffer.dones[row] = 1.0
+    else:
+        buffer.timeouts[row] = 1.0
 
 
 class _TargetsMixin(ReplayBuffer):

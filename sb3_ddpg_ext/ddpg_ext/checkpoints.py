@@ -89,6 +89,12 @@ class PolicyCheckpoints:
                 self.min_return = min(self.min_return, float(self._returns[env]))
             self._returns[env], self._lengths[env] = 0.0, 0
 
+    def cut_episodes(self) -> None:
+        """The envs' running episodes ended without their last steps (a resumed run restarts its envs): none counts."""
+        if self._returns is not None and self._lengths is not None:
+            self._returns[:] = 0.0
+            self._lengths[:] = 0
+
     @property
     def assessment_over(self) -> bool:
         """An episode fell below the bar, or the assessment has its episodes."""

@@ -14,7 +14,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 
 from sb3_ddpg_ext.common.buffer_setup import make_replay_buffer
-from sb3_ddpg_ext.common.buffers import PrioritizedSampling
+from sb3_ddpg_ext.common.buffers import PrioritizedSampling, truncate_newest
 from sb3_ddpg_ext.common.noise import AdaptiveParamNoise, scheduled_noises
 from sb3_ddpg_ext.common.validation import (
     check_bounded_box_action_space,
@@ -370,6 +370,16 @@ class DDPGExt(OffPolicyAlgorithm):
         for noise in scheduled_noises(self.action_noise):
             noise.set_progress_remaining(self._current_progress_remaining)
         self.policy.observe(self._last_obs)  # type: ignore[arg-type]
+
+    def cut_running_episodes(self) -> None:
+        """
+        The envs' running episodes end now without their last steps (a run resumed from a checkpoint restarts its
+        envs): the buffer's newest transitions become truncations and policy checkpoints do not count those episodes.
+        """
+        if self.replay_buffer is not None and self.replay_buffer.size() > 0:
+            truncate_newest(self.replay_buffer)
+        if self._checkpoints is not None:
+            self._checkpoints.cut_episodes()
 
     # ------------------------------------------------------------------ SB3 plumbing
 

@@ -10,7 +10,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_ddpg_ext.common.validation import InvalidValueError, MissingFileError
 from sb3_ddpg_ext.ddpg_ext import DDPGExt
-from sb3_ddpg_ext.experiments.run_folder import companion
+from sb3_ddpg_ext.experiments.run_folder import companion, file_name
 
 # Offset between the training env's seed and the evaluation env's, so evaluation episodes are new ones.
 EVAL_SEED_OFFSET = 10_000
@@ -68,8 +68,10 @@ def load_for_evaluation(
     """
     model_path = existing_model_path(model_path)
     env: VecEnv = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs)
-    stats_path = companion(model_path, "vecnormalize")
-    if stats_path.is_file():
+    # Beside the model (this package's `train`), or in RL Zoo's `<run>/<env>/vecnormalize.pkl` (its plug-in's runs).
+    candidates = (companion(model_path, "vecnormalize"), model_path.parent / file_name(env_id) / "vecnormalize.pkl")
+    stats_path = next((path for path in candidates if path.is_file()), None)
+    if stats_path is not None:
         env = VecNormalize.load(str(stats_path), env)
         env.training = False
         env.norm_reward = False

@@ -64,32 +64,32 @@ def record(
     if not has_display():
         os.environ.setdefault("MUJOCO_GL", "egl")  # read by Gymnasium's MuJoCo renderer when it first renders
     model, env = load_for_evaluation(env_id, model_path, seed, {**(env_kwargs or {}), "render_mode": "rgb_array"})
-    metadata: dict[str, Any] = dict(env.metadata or {})
-    if "rgb_array" not in metadata.get("render_modes", ()):
-        env.close()
-        raise RendererError(f"{env_id} renders no RGB frames (its render modes: {metadata.get('render_modes')})")
     try:
-        frames = _frames(model, env, steps, progress_bar)
+        # The env's own metadata (a loaded VecNormalize carries a pickled copy without the frame rate).
+        metadata: dict[str, Any] = dict(env.get_attr("metadata")[0] or {})
+        if "rgb_array" not in metadata.get("render_modes", ()):
+            raise RendererError(f"{env_id} renders no RGB frames (its render modes: {metadata.get('render_modes')})")
         rate = fps or int(metadata.get("render_fps") or 30)
+        _write(imageio, output, model, env, steps, rate, progress_bar)
     finally:
         env.close()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".gif":
-        # Pillow's GIF writer takes the frame duration in milliseconds; loop=0 repeats forever.
-        imageio.mimwrite(output, frames, duration=1000 / rate, loop=0)
-    else:
-        imageio.mimwrite(output, frames, fps=rate, macro_block_size=1)
     return output
 
 
-def _frames(model: Any, env: Any, steps: int, progress_bar: bool) -> list[np.ndarray]:
+def _write(imageio: Any, output: pathlib.Path, model: Any, env: Any, steps: int, rate: int, progress_bar: bool) -> None:
+    """Frames are written as they come (a long MP4 is not held in memory); the first before the file is opened."""
     observation = env.reset()
-    frames = [_render(env)]
-    for _ in tqdm(range(steps - 1), desc="recording", unit="frame", disable=not progress_bar):
-        action, _ = model.predict(observation, deterministic=True)
-        observation, _, _, _ = env.step(action)  # a VecEnv resets an env whose episode ended by itself
-        frames.append(_render(env))
-    return frames
+    frame = _render(env)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Pillow's GIF writer takes the frame duration in milliseconds; loop=0 repeats forever.
+    gif = output.suffix.lower() == ".gif"
+    options = {"duration": 1000 / rate, "loop": 0} if gif else {"fps": rate, "macro_block_size": 1}
+    with imageio.get_writer(output, mode="I", **options) as writer:
+        writer.append_data(frame)
+        for _ in tqdm(range(steps - 1), desc="recording", unit="frame", disable=not progress_bar):
+            action, _ = model.predict(observation, deterministic=True)
+            observation, _, _, _ = env.step(action)  # a VecEnv resets an env whose episode ended by itself
+            writer.append_data(_render(env))
 
 
 def _render(env: Any) -> np.ndarray:

@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_ddpg_ext.experiments.config import ExperimentConfig
 from sb3_ddpg_ext.experiments.evaluation import EVAL_SEED_OFFSET
-from sb3_ddpg_ext.experiments.run_folder import CHECKPOINT_PREFIX, RunFolder, companion
+from sb3_ddpg_ext.experiments.run_folder import CHECKPOINT_PREFIX, RunFolder, companion, saved_steps
 
 
 class SaveVecNormalizeBesideBest(BaseCallback):
@@ -43,8 +43,9 @@ def evaluation_callback(
     """
     env: VecEnv = make_vec_env(config.env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET, env_kwargs=config.env_kwargs)
     if config.normalize is not None:
-        # Statistics are copied from the training env before each evaluation (SB3's sync_envs_normalization).
-        env = VecNormalize(env, training=False, norm_reward=False)
+        # The entry's settings (norm_obs, clip_obs, ...), frozen, raw rewards; the statistics are copied from the
+        # training env before each evaluation (SB3's sync_envs_normalization).
+        env = VecNormalize(env, **{**config.normalize, "training": False, "norm_reward": False})
     callback = EvalCallback(
         env,
         callback_on_new_best=SaveVecNormalizeBesideBest(folder.best_model),
@@ -54,9 +55,23 @@ def evaluation_callback(
         best_model_save_path=str(folder.path),
         deterministic=True,
     )
-    if resumed_at and folder.evaluations.is_file():
-        restore_evaluations(callback, folder.evaluations, resumed_at)
+    if resumed_at:
+        callback.n_calls = resumed_at // config.n_envs  # the evaluation schedule goes on where it was
+        if folder.evaluations.is_file():
+            restore_evaluations(callback, folder.evaluations, resumed_at)
+        discard_later_best(folder.best_model, resumed_at)
     return callback
+
+
+def discard_later_best(best_model: pathlib.Path, resumed_at: int) -> None:
+    """
+    Remove a best model saved after step ``resumed_at`` (by the interrupted run, past its checkpoint: not of the
+    resumed run's history). The best return of the evaluations kept stays the bar, so the next best model saved is
+    the best of the whole run; until then the run has none.
+    """
+    if best_model.is_file() and saved_steps(best_model) > resumed_at:
+        best_model.unlink()
+        companion(best_model, "vecnormalize").unlink(missing_ok=True)
 
 
 def restore_evaluations(callback: EvalCallback, path: pathlib.Path, up_to: int) -> None:

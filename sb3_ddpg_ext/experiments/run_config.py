@@ -79,6 +79,11 @@ def resolve_entry(
     :param preset_name: a key of :data:`~sb3_ddpg_ext.presets.PRESETS`
     :param overrides: entry keys to change (parsed by :func:`parse_overrides`)
     """
+    if preset_name is not None and hyperparams is not None:
+        raise InvalidValueError(
+            f"`--preset {preset_name}` trains the preset instead of an entry: give it or `--hyperparams {hyperparams}`,"
+            " not both (override the preset's values with --params)"
+        )
     path = pathlib.Path(hyperparams) if hyperparams is not None else DEFAULT_HYPERPARAMS
     notice = None
     if preset_name is not None:

@@ -5,7 +5,9 @@ the entry it trained with, evaluations and checkpoints; resumable from its last 
 
 import dataclasses
 import pathlib
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,7 @@ __all__ = ["EVAL_SEED_OFFSET", "TrainResult", "TrainSettings", "build_model", "e
 
 DEFAULT_ENV = "Pendulum-v1"
 # The settings a resumed run keeps from args.yml (the entry itself is in config.yml).
-RUN_ARGS = ("seed", "eval_freq", "eval_episodes", "checkpoint_freq", "save_replay_buffer", "tensorboard_log")
+RUN_ARGS = ("seed", "eval_freq", "eval_episodes", "checkpoint_freq", "save_replay_buffer", "tensorboard_log", "save_path")
 
 
 @dataclass
@@ -134,11 +136,13 @@ def resolve_device(name: str) -> th.device:
     return device
 
 
-def train(settings: TrainSettings) -> TrainResult:
+def train(settings: TrainSettings, notify: Callable[[str], None] | None = None) -> TrainResult:
     """
     Train a new run: resolve its entry, write it to ``config.yml`` in a new run folder, train, save, evaluate.
 
     :param settings: the run
+    :param notify: called, before training, with what the user should know about the entry's choice (e.g. the
+        fall-back to the recommended preset); the notice is also in the result
     """
     chosen = resolve_entry(settings.env_id, settings.hyperparams, settings.preset, settings.params)
     entry = dict(chosen.entry)
@@ -149,11 +153,17 @@ def train(settings: TrainSettings) -> TrainResult:
     if settings.env_kwargs:
         entry["env_kwargs"] = {**(entry.get("env_kwargs") or {}), **settings.env_kwargs}
     config = parse_entry(settings.env_id, entry, source=chosen.source)
+    if chosen.notice is not None and notify is not None:
+        notify(chosen.notice)
     folder = RunFolder.new(settings.log_folder, settings.env_id)
-    write_config(folder.config, settings.env_id, entry, f"sb3-ddpg-ext train: {chosen.source}")
-    folder.args.write_text(yaml.safe_dump({name: getattr(settings, name) for name in RUN_ARGS}))
-    set_random_seed(settings.seed)
-    model = build_model(config, settings.seed, settings.tensorboard_log, settings.verbose, settings.device, folder)
+    try:
+        write_config(folder.config, settings.env_id, entry, f"sb3-ddpg-ext train: {chosen.source}")
+        folder.args.write_text(yaml.safe_dump({name: getattr(settings, name) for name in RUN_ARGS}))
+        set_random_seed(settings.seed)
+        model = build_model(config, settings.seed, settings.tensorboard_log, settings.verbose, settings.device, folder)
+    except BaseException:
+        shutil.rmtree(folder.path)  # a run that could not start leaves no folder behind (an unknown env id, ...)
+        raise
     return _learn(model, config, settings, folder, chosen.notice)
 
 
@@ -163,17 +173,20 @@ def resume(
     device: str = "auto",
     progress_bar: bool = True,
     verbose: int = 0,
+    n_eval_episodes: int = 10,
 ) -> TrainResult:
     """
     Continue a run from a saved model with its replay buffer (and ``VecNormalize`` statistics), its step count, its
-    entry (``config.yml``) and settings (``args.yml``), up to its budget. The training envs restart (an episode cut
-    by the checkpoint is not continued) and are seeded with the run's seed plus the step count.
+    entry (``config.yml``) and settings (``args.yml``), up to its budget. The training envs restart: the episodes the
+    checkpoint cut end there as truncations (:meth:`~sb3_ddpg_ext.DDPGExt.cut_running_episodes`), and the new envs
+    are seeded from the run's seed and the step count.
 
     :param path: a run folder (its model with the most steps is taken) or a model file of one
     :param timesteps: a new budget (total steps, e.g. to extend a finished run)
     :param device: torch device
     :param progress_bar: show SB3's progress bar
     :param verbose: SB3 verbosity
+    :param n_eval_episodes: episodes of the final evaluation
     """
     path = pathlib.Path(path)
     model_path = None if path.is_dir() else existing_model_path(path)
@@ -186,14 +199,17 @@ def resume(
     if others:
         raise InvalidValueError(f"`resume`: {str(run_path / 'config.yml')!r} should hold one entry, it has {sorted(entries)}")
     run_args = read_yaml_mapping(run_path / "args.yml", "run settings")
-    settings = TrainSettings(
-        env_id=env_id, timesteps=timesteps, device=device, progress_bar=progress_bar, verbose=verbose, **run_args
-    )
+    extra: dict[str, Any] = {
+        "device": device,
+        "progress_bar": progress_bar,
+        "verbose": verbose,
+        "n_eval_episodes": n_eval_episodes,
+    }
+    settings = TrainSettings(env_id=env_id, timesteps=timesteps, **extra, **run_args)
     folder = RunFolder(run_path, env_id)
     model_path = model_path or folder.latest_model()
     if timesteps is not None:
         entry = {**entry, "n_timesteps": timesteps}
-        write_config(folder.config, env_id, entry, f"sb3-ddpg-ext train, resumed with a budget of {timesteps} steps")
     config = parse_entry(env_id, entry, source=str(folder.config))
     steps = saved_steps(model_path)
     if steps >= config.n_timesteps:
@@ -201,7 +217,10 @@ def resume(
             f"`resume`: {str(model_path)!r} has trained {steps} of the run's {config.n_timesteps} steps;"
             " pass a larger budget (--timesteps) to continue it"
         )
-    return _learn(_load_for_resuming(model_path, config, settings, folder, steps), config, settings, folder)
+    model = _load_for_resuming(model_path, config, settings, folder, steps)
+    if timesteps is not None:  # written once the run can go on: a refused resume changes nothing
+        write_config(folder.config, env_id, entry, f"sb3-ddpg-ext train, resumed with a budget of {timesteps} steps")
+    return _learn(model, config, settings, folder)
 
 
 def _load_for_resuming(
@@ -213,7 +232,8 @@ def _load_for_resuming(
             f"`resume`: no replay buffer beside {str(model_path)!r} (expected {buffer_path.name}); checkpoints"
             " (--checkpoint-freq) save one, a final model with --save-replay-buffer"
         )
-    seed = settings.seed + steps
+    # A seed of its own for each resumption point (seed + steps could meet the evaluation env's seed + offset).
+    seed = int(np.random.SeedSequence([settings.seed, steps]).generate_state(1)[0] >> 1)
     env = make_training_env(config, seed, folder, resumed=True)
     stats_path = companion(model_path, "vecnormalize")
     if isinstance(env, VecNormalize):
@@ -223,6 +243,7 @@ def _load_for_resuming(
     set_random_seed(seed)
     model = DDPGExt.load(model_path, env=env, device=resolve_device(settings.device))
     model.load_replay_buffer(buffer_path)
+    model.cut_running_episodes()
     return model
 
 
