@@ -80,11 +80,11 @@ def register() -> None:
             return super()._preprocess_hyperparams(hyperparams)
 
     rl_zoo3.utils.ALGOS[ALGORITHM] = DDPGExt
-    rl_zoo3.train.ExperimentManager = DDPGExtExperimentManager
+    rl_zoo3.train.ExperimentManager = DDPGExtExperimentManager  # type: ignore[misc]
     # `-optimize`: DDPGExt takes every argument of TD3, so RL Zoo's TD3 search space (and its converter, which
     # replays a stored trial) applies as it is; DDPGExt's own extensions are searched by `python -m sb3_ddpg_ext tune`.
     HYPERPARAMS_SAMPLER.setdefault(ALGORITHM, HYPERPARAMS_SAMPLER["td3"])
-    HYPERPARAMS_CONVERTER.setdefault(ALGORITHM, HYPERPARAMS_CONVERTER["td3"])  # type: ignore[misc]
+    HYPERPARAMS_CONVERTER.setdefault(ALGORITHM, HYPERPARAMS_CONVERTER["td3"])
 
 
 def _script(name: str) -> Callable[[], None]:
