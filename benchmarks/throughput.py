@@ -24,7 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import NStepReplayBuffer
 
 from sb3_ddpg_ext import DDPGExt, PrioritizedReplayBuffer
-from sb3_ddpg_ext.common import torch_kernels
+from sb3_ddpg_ext.common import renorm_kernels, torch_kernels
 from sb3_ddpg_ext.experiments.provenance import provenance_markdown, publish
 from sb3_ddpg_ext.presets import preset
 
@@ -61,6 +61,17 @@ class PublicKernelsDDPGExt(DDPGExt):
             return super().learn(*args, **kwargs)
         finally:
             torch_kernels.use_private_kernels = previous
+
+
+class TorchRenormDDPGExt(DDPGExt):
+    """DDPGExt whose BatchRenorm training passes run as torch kernels (``renorm_kernels.use_compiled`` off)."""
+
+    def learn(self, *args: Any, **kwargs: Any) -> "TorchRenormDDPGExt":
+        previous, renorm_kernels.use_compiled = renorm_kernels.use_compiled, False
+        try:
+            return super().learn(*args, **kwargs)
+        finally:
+            renorm_kernels.use_compiled = previous
 
 
 def with_settings(algorithm: Callable[..., BaseAlgorithm], **settings: Any) -> Callable[..., BaseAlgorithm]:
@@ -164,7 +175,15 @@ def rows(env_ids: list[str]) -> list[Row]:
     ]
     # What the private torch kernels of the fast backend earn over their public equivalents (common/torch_kernels.py).
     table += [
-        Row(DDPG_DEFAULTS, env_id, PublicKernelsDDPGExt, DDPGExt, baseline_name="DDPGExt, public kernels only", kind=INTERNAL)
+        Row(DDPG_DEFAULTS, env_id, PublicKernelsDDPGExt, DDPGExt, baseline_name="DDPGExt, public kernels only", kind=INTERNAL),
+        Row(
+            "`ext` preset",
+            env_id,
+            with_settings(TorchRenormDDPGExt, **preset("ext")),
+            with_settings(DDPGExt, **preset("ext")),
+            baseline_name="DDPGExt, BatchRenorm passes in torch (not compiled)",
+            kind=INTERNAL,
+        )
         for env_id in env_ids
     ]
     return table
@@ -285,12 +304,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=pathlib.Path, help="also write the report to this markdown file")
+    parser.add_argument("--only", help="run only the rows whose name or baseline contains this text (e.g. ext)")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     # Recorded before the runs: the checkout may change while they go on.
     origin = provenance_markdown()
 
-    table = rows(args.envs)
+    table = [row for row in rows(args.envs) if args.only is None or args.only in f"{row.name} {row.baseline_name}"]
     speeds: dict[tuple[int, str], list[float]] = {}
     ratios: dict[int, list[float]] = {}
     for repeat in range(args.repeats):

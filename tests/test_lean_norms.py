@@ -9,12 +9,19 @@ from sb3_contrib.common.torch_layers import BatchRenorm1d as ContribBatchRenorm1
 from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
 
-from sb3_ddpg_ext.common import torch_kernels
+from sb3_ddpg_ext.common import renorm_kernels, torch_kernels
 from sb3_ddpg_ext.common.batch_renorm import BatchRenorm1d
 from sb3_ddpg_ext.common.lean_mlp import LeanMLP
 
 # float32 sums in another order than autograd's: relative differences of a few 1e-6 on these sizes.
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["compiled-renorm", "torch-renorm"])
+def renorm_path(request, monkeypatch):
+    """Every test on both paths of BatchRenorm's training passes: the compiled loops and the torch reference."""
+    monkeypatch.setattr(renorm_kernels, "use_compiled", request.param)
+    return request.param
 
 
 def _renorm_network(sizes, squash, warmup_steps, renorm_class=BatchRenorm1d, layer_norm=False, seed=0) -> nn.Sequential:

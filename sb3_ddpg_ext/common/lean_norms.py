@@ -8,9 +8,12 @@ Per-feature scalars are ``(features, 1)`` columns, and every broadcast product t
 elementwise kernel given two broadcast columns is several times slower on CPU than two kernels given one each.
 """
 
+import numpy as np
 import torch as th
 from sb3_contrib.common.torch_layers import BatchRenorm as ContribBatchRenorm
 from torch import nn
+
+from sb3_ddpg_ext.common import renorm_kernels
 
 
 def _column(tensor: th.Tensor) -> th.Tensor:
@@ -81,6 +84,8 @@ class LeanBatchRenorm:
              / sqrt(s^2 + eps)
 
     (at warm-up ``r = 1, d = 0``). Evaluation: the running statistics, an affine map per feature, nothing updated.
+    Training passes of float32 CPU tensors run as compiled loops (:mod:`~sb3_ddpg_ext.common.renorm_kernels`: the
+    same maths, one pass per feature row); this torch code is their reference and the path everywhere else.
 
     :param module: the layer (affine)
     :param weight_gradient: where the gradient of ``scale`` is written
@@ -90,9 +95,12 @@ class LeanBatchRenorm:
     def __init__(self, module: ContribBatchRenorm, weight_gradient: th.Tensor, bias_gradient: th.Tensor):
         self.module = module
         self.weight, self.bias = _column(module.scale), _column(module.bias)
+        self._gradients = (weight_gradient, bias_gradient)
         self.weight_gradient, self.bias_gradient = weight_gradient.unsqueeze(1), bias_gradient.unsqueeze(1)
         self.running_mean, self.running_var = _column(module.ra_mean), _column(module.ra_var)  # type: ignore[arg-type]
         self._saved: tuple[th.Tensor, ...] = ()
+        self._compiled: tuple[th.Tensor, bool] | None = None  # the input and mode of a compiled training pass
+        self._stats = np.empty((module.num_features, 6))  # its per-feature statistics (renorm_kernels)
 
     @staticmethod
     def supports(module: nn.Module) -> bool:
@@ -101,16 +109,40 @@ class LeanBatchRenorm:
     def forward(self, x: th.Tensor, out: th.Tensor, training: bool) -> th.Tensor:
         """The layer on ``x`` into ``out``; in training mode its running statistics and step count move."""
         if not training:
+            self._compiled = None
             inverse_std = (self.running_var + self.module.eps).rsqrt_()
             scale = inverse_std.mul_(self.weight)
             self._saved = (x, scale)
             return th.mul(x, scale, out=out).add_(self.bias - self.running_mean * scale)
         module = self.module
+        renormalizing = int(module.steps) > module.warmup_steps  # type: ignore[arg-type]
+        self._compiled = None
+        if renorm_kernels.applies(x) and out.is_contiguous():
+            weight, bias, running_mean, running_var = (
+                tensor.detach().numpy()  # type: ignore[operator]
+                for tensor in (module.scale, module.bias, module.ra_mean, module.ra_var)
+            )
+            renorm_kernels.renorm_forward(
+                x.numpy(),
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                float(module.eps),
+                float(module.momentum),
+                float(module.rmax),
+                float(module.dmax),
+                renormalizing,
+                out.numpy(),
+                self._stats,
+            )
+            module.steps += 1  # type: ignore[operator, assignment]
+            self._compiled = (x, renormalizing)
+            return out
         count = x.shape[1]
         mean = x.mean(dim=1, keepdim=True)
         centered = x - mean
         var = th.linalg.vecdot(centered, centered, dim=1).unsqueeze_(1).div_(count - 1)
-        renormalizing = int(module.steps) > module.warmup_steps  # type: ignore[arg-type]
         if renormalizing:
             running_std = (self.running_var + module.eps).sqrt_()
             r = ((var + module.eps).sqrt_() / running_std).clamp_(1 / module.rmax, module.rmax)
@@ -134,6 +166,8 @@ class LeanBatchRenorm:
         The gradient with respect to the input of the last :meth:`forward`, given the one of its output (None with
         ``input_gradient=False``: only the parameters' gradients, e.g. for a layer on the network's inputs).
         """
+        if self._compiled is not None:
+            return self._compiled_backward(gradient, parameter_gradients, input_gradient)
         if len(self._saved) == 2:
             return self._evaluation_backward(gradient, parameter_gradients) if input_gradient else None
         centered, inverse_std, r, d, std, shift = self._saved
@@ -161,6 +195,25 @@ class LeanBatchRenorm:
         result = th.mul(gradient, inverse_std * self.weight)
         result.add_(scaled_sum.mul_(inverse_std / -count))
         return result.addcmul_(centered, coefficient)
+
+    def _compiled_backward(self, gradient: th.Tensor, parameter_gradients: bool, input_gradient: bool) -> th.Tensor | None:
+        assert self._compiled is not None
+        x, renormalizing = self._compiled
+        gradient = gradient.contiguous()
+        weight_gradient, bias_gradient = self._gradients if parameter_gradients else (th.empty(x.shape[0]),) * 2
+        result = th.empty_like(gradient) if input_gradient else gradient  # not written without input_gradient
+        renorm_kernels.renorm_backward(
+            gradient.numpy(),
+            x.numpy(),
+            self.module.scale.detach().numpy(),
+            self._stats,
+            renormalizing,
+            input_gradient,
+            weight_gradient.numpy(),
+            bias_gradient.numpy(),
+            result.numpy(),
+        )
+        return result if input_gradient else None
 
     def _evaluation_backward(self, gradient: th.Tensor, parameter_gradients: bool) -> th.Tensor:
         x, scale = self._saved
