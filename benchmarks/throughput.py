@@ -289,6 +289,8 @@ def table_lines(
 def target_lines(table: list[Row], ratios: dict[int, list[float]]) -> list[str]:
     """Whether the same-configuration rows meet the targets: >= 1.5x SB3 DDPG on its defaults, >= 1.0x everywhere."""
     medians = {index: statistics.median(ratios[index]) for index, row in enumerate(table) if row.kind == SAME}
+    if not medians:  # a run of other rows only (--only)
+        return ["No same-configuration row in this run."]
     defaults = {table[index].env_id: ratio for index, ratio in medians.items() if table[index].name == DDPG_DEFAULTS}
     slowest = min(medians.values())
     met = all(ratio >= TARGET_RATIO for ratio in defaults.values())
@@ -337,20 +339,26 @@ def main() -> None:
         f"{args.repeats} repeats of each repeat's ratio (all of them in the last column), the steps/s are medians.",
     ]
     for kind in (SAME, NEAREST, INTERNAL):
+        if not any(row.kind == kind for row in table):
+            continue
         report += ["", f"## {kind}", "", *table_lines(table, speeds, ratios, kind)]
         if kind == SAME:
             report += ["", *target_lines(table, ratios)]
-    report += [
-        "",
-        "## Ceiling",
-        "",
-        "The best ratio an implementation could reach on the DDPG defaults without changing the arithmetic: SB3 "
-        "DDPG's time per step over a floor of SB3's collection (DDPGExt with `gradient_steps=0`, median of 3) plus "
-        "the matrix products of one DDPGExt update (profiled self CPU time over 50 updates, median of 3), which run "
-        "at this CPU's peak already. DDPGExt's measured time per step is beside it.",
-        "",
-        *ceiling_rows(table, speeds, args.steps),
-    ]
+    report += (
+        []
+        if not any(row.name == DDPG_DEFAULTS for row in table)
+        else [
+            "",
+            "## Ceiling",
+            "",
+            "The best ratio an implementation could reach on the DDPG defaults without changing the arithmetic: SB3 "
+            "DDPG's time per step over a floor of SB3's collection (DDPGExt with `gradient_steps=0`, median of 3) plus "
+            "the matrix products of one DDPGExt update (profiled self CPU time over 50 updates, median of 3), which run "
+            "at this CPU's peak already. DDPGExt's measured time per step is beside it.",
+            "",
+            *ceiling_rows(table, speeds, args.steps),
+        ]
+    )
     publish(report, origin, args.output)
 
 
