@@ -142,3 +142,18 @@ def test_a_dead_relu_feature_gives_autograds_gradients_not_nan(private_kernels, 
     for gradient, parameter in zip(lean.gradients, reference.parameters(), strict=True):
         assert th.isfinite(gradient).all()
         th.testing.assert_close(gradient, parameter.grad, **TOLERANCE)
+
+
+def test_a_nan_in_the_batch_reaches_the_outputs_and_gradients_as_autograds_does():
+    network = _renorm_network((4, [8], 1), squash=False, warmup_steps=2)
+    inputs = th.randn(16, 4)
+    inputs[3, 1] = float("nan")
+    reference = copy.deepcopy(network)
+    expected = reference(inputs)
+    expected.backward(th.ones_like(expected))
+    lean = LeanMLP(network)
+    outputs, activations = lean.forward(inputs.t().contiguous(), training=True)
+    lean.backward(activations, th.ones(1, 16))
+    assert th.equal(th.isnan(outputs), th.isnan(expected.detach().t()))
+    for gradient, parameter in zip(lean.gradients, reference.parameters(), strict=True):
+        assert th.equal(th.isnan(gradient), th.isnan(parameter.grad))

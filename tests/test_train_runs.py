@@ -181,7 +181,7 @@ def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, capsys):
     "argv,message",
     [
         (["--preset", "td3", "--hyperparams", "h.yml"], "give it or `--hyperparams h.yml`, not both"),
-        (["--params", "n_timesteps:abc"], "`n_timesteps` must be a whole number >= 1, got 'abc'"),
+        (["--params", "n_timesteps:abc"], "`n_timesteps` must be a whole number >= 0, got 'abc'"),
         (["--params", "n_envs:2.5"], "`n_envs` must be a whole number >= 1, got 2.5"),
         (["--params", "n_envs:0"], "`n_envs` must be a whole number >= 1, got 0"),
     ],

@@ -132,8 +132,8 @@ def parse_entry(
         raise InvalidValueError(f"{source}: `n_timesteps` is required")
     return ExperimentConfig(
         env_id=env_id,
-        n_timesteps=_whole_number(experiment["n_timesteps"], "n_timesteps", source),
-        n_envs=_whole_number(experiment.get("n_envs", 1), "n_envs", source),
+        n_timesteps=_whole_number(experiment["n_timesteps"], "n_timesteps", source, minimum=0),
+        n_envs=_whole_number(experiment.get("n_envs", 1), "n_envs", source, minimum=1),
         normalize=_convert_normalize(experiment.get("normalize", False), source),
         env_kwargs=dict(experiment.get("env_kwargs") or {}),
         noise_type=noise_type,
@@ -142,14 +142,14 @@ def parse_entry(
     )
 
 
-def _whole_number(value: Any, key: str, source: str) -> int:
-    """A count of at least 1; YAML's ``1e6`` (a float) and ``"1e6"`` are accepted where they are whole."""
+def _whole_number(value: Any, key: str, source: str, minimum: int) -> int:
+    """A count of at least ``minimum``; YAML's ``1e6`` (a float) and ``"1e6"`` are accepted where they are whole."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if isinstance(value, bool) or not number.is_integer() or number < 1:
-        raise InvalidValueError(f"{source}: `{key}` must be a whole number >= 1, got {value!r}")
+    if isinstance(value, bool) or not number.is_integer() or number < minimum:
+        raise InvalidValueError(f"{source}: `{key}` must be a whole number >= {minimum}, got {value!r}")
     return int(number)
 
 
