@@ -93,3 +93,17 @@ def test_a_normalised_models_video_keeps_the_envs_frame_rate(tmp_path, model_pat
         companion(model_path, "vecnormalize").unlink()
     fps = gym.make("InvertedPendulum-v5").metadata["render_fps"]
     assert Image.open(output).info["duration"] == pytest.approx(1000 / fps, abs=1)
+
+
+@pytest.mark.parametrize(
+    "command,options",
+    [
+        ("record", ["--env", "--model", "--output", "--steps", "--fps", "--seed", "--env-kwargs", "--no-progress-bar"]),
+        ("eval", ["--env", "--model", "--n-episodes", "--seed", "--render", "--env-kwargs"]),
+    ],
+)
+def test_the_help_of_record_and_eval_lists_every_option(command, options, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert all(option in text for option in options)
