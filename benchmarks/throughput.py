@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import torch as th
@@ -51,27 +52,25 @@ class Row:
     kind: str = SAME
 
 
-class PublicKernelsDDPGExt(DDPGExt):
-    """DDPGExt whose fast backend uses only public torch operations (``torch_kernels.use_private_kernels`` off)."""
+def switched_off(module: ModuleType, flag: str) -> type[DDPGExt]:
+    """DDPGExt with the switch ``module.flag`` off while it learns (its side-by-side partner keeps the default)."""
 
-    def learn(self, *args: Any, **kwargs: Any) -> "PublicKernelsDDPGExt":
-        # Set only while this model learns: its side-by-side partner keeps the default.
-        previous, torch_kernels.use_private_kernels = torch_kernels.use_private_kernels, False
-        try:
-            return super().learn(*args, **kwargs)
-        finally:
-            torch_kernels.use_private_kernels = previous
+    class Switched(DDPGExt):
+        def learn(self, *args: Any, **kwargs: Any) -> "Switched":
+            previous = getattr(module, flag)
+            setattr(module, flag, False)
+            try:
+                return super().learn(*args, **kwargs)
+            finally:
+                setattr(module, flag, previous)
+
+    Switched.__name__ = Switched.__qualname__ = f"DDPGExt_without_{flag}"
+    return Switched
 
 
-class TorchRenormDDPGExt(DDPGExt):
-    """DDPGExt whose BatchRenorm training passes run as torch kernels (``renorm_kernels.use_compiled`` off)."""
-
-    def learn(self, *args: Any, **kwargs: Any) -> "TorchRenormDDPGExt":
-        previous, renorm_kernels.use_compiled = renorm_kernels.use_compiled, False
-        try:
-            return super().learn(*args, **kwargs)
-        finally:
-            renorm_kernels.use_compiled = previous
+# The fast backend with public torch operations only; BatchRenorm's training passes as torch kernels, not compiled.
+PublicKernelsDDPGExt = switched_off(torch_kernels, "use_private_kernels")
+TorchRenormDDPGExt = switched_off(renorm_kernels, "use_compiled")
 
 
 def with_settings(algorithm: Callable[..., BaseAlgorithm], **settings: Any) -> Callable[..., BaseAlgorithm]:
