@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_ddpg_ext.experiments.config import ExperimentConfig
 from sb3_ddpg_ext.experiments.evaluation import EVAL_SEED_OFFSET
-from sb3_ddpg_ext.experiments.run_folder import CHECKPOINT_PREFIX, RunFolder, companion, saved_steps
+from sb3_ddpg_ext.experiments.run_folder import CHECKPOINT_PREFIX, RunFolder, companion, save_with_companions, saved_steps
 
 
 class SaveVecNormalizeBesideBest(BaseCallback):
@@ -109,21 +109,20 @@ class RunCheckpoints(BaseCallback):
         super().__init__()
         self.folder = folder
         self.every = every
-        self._next = every
+
+    def _next_checkpoint(self) -> int:
+        """The first multiple of ``every`` past the step count (a resumed run continues the schedule)."""
+        return (self.num_timesteps // self.every + 1) * self.every
 
     def _on_training_start(self) -> None:
-        self._next = (self.num_timesteps // self.every + 1) * self.every  # a resumed run continues the schedule
+        self._next = self._next_checkpoint()
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps < self._next:
             return
-        self._next = (self.num_timesteps // self.every + 1) * self.every
+        self._next = self._next_checkpoint()
         model_path = self.folder.path / f"{CHECKPOINT_PREFIX}_{self.num_timesteps}_steps.zip"
-        self.model.save(model_path)
-        self.model.save_replay_buffer(companion(model_path, "replay_buffer"))  # type: ignore[attr-defined]
-        env = self.model.get_vec_normalize_env()
-        if env is not None:
-            env.save(str(companion(model_path, "vecnormalize")))
+        save_with_companions(self.model, model_path, replay_buffer=True)  # type: ignore[arg-type]
 
     def _on_step(self) -> bool:
         return True

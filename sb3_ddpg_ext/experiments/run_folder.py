@@ -17,6 +17,7 @@ import pathlib
 import re
 from dataclasses import dataclass
 
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from sb3_ddpg_ext.common.validation import MissingFileError
@@ -94,6 +95,17 @@ def saved_steps(model_path: str | pathlib.Path) -> int:
     """The step count a model was saved at (read from its file, without building the model)."""
     data, _, _ = load_from_zip_file(model_path, load_data=True, device="cpu")
     return int(data["num_timesteps"]) if data is not None else 0
+
+
+def save_with_companions(model: OffPolicyAlgorithm, model_path: pathlib.Path, replay_buffer: bool) -> None:
+    """Save ``model`` to ``model_path``, its ``VecNormalize`` statistics (if any) and, if asked, its replay buffer
+    beside it under the :func:`companion` names the loaders look for."""
+    model.save(model_path)
+    env = model.get_vec_normalize_env()
+    if env is not None:
+        env.save(str(companion(model_path, "vecnormalize")))
+    if replay_buffer:
+        model.save_replay_buffer(companion(model_path, "replay_buffer"))
 
 
 def companion(model_path: str | pathlib.Path, kind: str) -> pathlib.Path:

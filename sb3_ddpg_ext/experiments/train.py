@@ -33,7 +33,7 @@ from sb3_ddpg_ext.experiments.evaluation import (
 )
 from sb3_ddpg_ext.experiments.run_callbacks import RunCheckpoints, evaluation_callback
 from sb3_ddpg_ext.experiments.run_config import resolve_entry
-from sb3_ddpg_ext.experiments.run_folder import RunFolder, companion, saved_steps
+from sb3_ddpg_ext.experiments.run_folder import RunFolder, companion, save_with_companions, saved_steps
 
 __all__ = ["EVAL_SEED_OFFSET", "TrainResult", "TrainSettings", "build_model", "evaluate", "resume", "train"]
 
@@ -270,12 +270,8 @@ def _learn(
 
     model_path = saved_model_path(settings.save_path) if settings.save_path is not None else folder.model
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(model_path)
+    save_with_companions(model, model_path, settings.save_replay_buffer)
     env = model.get_env()
-    if isinstance(env, VecNormalize):
-        env.save(str(companion(model_path, "vecnormalize")))
-    if settings.save_replay_buffer:
-        model.save_replay_buffer(companion(model_path, "replay_buffer"))
     if env is not None:
         env.close()
     evaluation = evaluate(
