@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import torch as th
 
 from sb3_ddpg_ext.cli import main
 from sb3_ddpg_ext.ddpg_ext.critics import CategoricalCritic
@@ -80,6 +81,10 @@ def test_the_peers_sb3_users_pick_build_with_rl_zoos_entries_and_their_own_explo
         3,
     )
     assert crossq.policy_kwargs["net_arch"] == {"pi": [256, 256], "qf": [2048, 2048]}
+    narrowed = build("contrib-crossq-zoo-512", "HalfCheetah-v5", seed=0)
+    assert (narrowed.learning_rate, narrowed.learning_starts, narrowed.policy_delay) == (1e-3, 5_000, 3)
+    assert narrowed.policy_kwargs["net_arch"] == {"pi": [256, 256], "qf": [512, 512]}
+    assert [layer.out_features for layer in narrowed.critic.modules() if isinstance(layer, th.nn.Linear)][:2] == [512, 512]
     tqc = build("contrib-tqc-zoo", "Hopper-v5", seed=0, policy_kwargs={"net_arch": [8]})
     assert type(tqc).__name__ == "TQC" and tqc.top_quantiles_to_drop_per_net == 5 and tqc.learning_starts == 10_000
     for name in ("sb3-sac", "contrib-tqc", "contrib-crossq", "sb3-sac-zoo"):
