@@ -89,6 +89,25 @@ def test_evaluation_passes_leave_the_running_statistics_and_step_count_alone():
     assert all(th.equal(ours, old) for ours, old in zip(_statistics(network), before, strict=True))
 
 
+def test_later_passes_see_the_parameters_and_statistics_as_they_change_in_place():
+    # The passes keep views of the module's tensors from the first pass on: in-place changes (optimizer steps,
+    # running statistics, the step count leaving warm-up) must show in the next pass.
+    network = _renorm_network((5, [16, 12], 3), squash=False, warmup_steps=6)
+    reference = copy.deepcopy(network)
+    lean = LeanMLP(network)
+    for training in (True, True, False, True, False):
+        inputs = th.randn(9, 5) * 2.0 + 0.5
+        expected = reference.train(training)(inputs)
+        outputs, _ = lean.forward(inputs.t().contiguous(), training=training)
+        th.testing.assert_close(outputs, expected.detach().t(), **TOLERANCE)
+        with th.no_grad():
+            for ours, theirs in zip(network.parameters(), reference.parameters(), strict=True):
+                ours.mul_(0.9).add_(0.05)
+                theirs.mul_(0.9).add_(0.05)
+    for ours, theirs in zip(_statistics(network), _statistics(reference), strict=True):
+        th.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_a_training_pass_moves_the_statistics_by_momentum_towards_the_batch_ones():
     network = _renorm_network((3, [4], 1), squash=False, warmup_steps=100)
     first = network[0]

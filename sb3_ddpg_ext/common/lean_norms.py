@@ -101,6 +101,14 @@ class LeanBatchRenorm:
         self._saved: tuple[th.Tensor, ...] = ()
         self._compiled: tuple[th.Tensor, bool] | None = None  # the input and mode of a compiled training pass
         self._stats = np.empty((module.num_features, 6))  # its per-feature statistics (renorm_kernels)
+        # The compiled passes' arguments that outlive a pass, resolved at the first one (views of the same storage, as
+        # the columns above; the constants are fixed at the module's construction): a pass is a few microseconds of
+        # compiled loop, and resolving these at every call cost several times that.
+        self._arrays: tuple[np.ndarray, ...] | None = None
+        # An evaluation pass's per-feature scale (compiled): written by the pass, read by its backward.
+        self._running_scale = np.empty(module.num_features, dtype=np.float32)
+        self._running_scale_column = th.from_numpy(self._running_scale).unsqueeze(1)
+        self._constants = (float(module.eps), float(module.momentum), float(module.rmax), float(module.dmax))
 
     @staticmethod
     def supports(module: nn.Module) -> bool:
@@ -108,37 +116,31 @@ class LeanBatchRenorm:
 
     def forward(self, x: th.Tensor, out: th.Tensor, training: bool) -> th.Tensor:
         """The layer on ``x`` into ``out``; in training mode its running statistics and step count move."""
+        self._compiled = None
         if not training:
-            self._compiled = None
+            if renorm_kernels.applies(x) and out.is_contiguous():
+                weight, bias, running_mean, running_var = (self._arrays or self._resolve_arrays())[:4]
+                eps, feature_scale = self._constants[0], self._running_scale
+                renorm_kernels.running_forward(
+                    x.numpy(), weight, bias, running_mean, running_var, eps, out.numpy(), feature_scale
+                )
+                self._saved = (x, self._running_scale_column)
+                return out
             inverse_std = (self.running_var + self.module.eps).rsqrt_()
             scale = inverse_std.mul_(self.weight)
             self._saved = (x, scale)
             return th.mul(x, scale, out=out).add_(self.bias - self.running_mean * scale)
         module = self.module
-        renormalizing = int(module.steps) > module.warmup_steps  # type: ignore[arg-type]
-        self._compiled = None
         if renorm_kernels.applies(x) and out.is_contiguous():
-            weight, bias, running_mean, running_var = (
-                tensor.detach().numpy()  # type: ignore[operator]
-                for tensor in (module.scale, module.bias, module.ra_mean, module.ra_var)
-            )
+            weight, bias, running_mean, running_var, steps = (self._arrays or self._resolve_arrays())[:5]
+            renormalizing = int(steps) > module.warmup_steps
             renorm_kernels.renorm_forward(
-                x.numpy(),
-                weight,
-                bias,
-                running_mean,
-                running_var,
-                float(module.eps),
-                float(module.momentum),
-                float(module.rmax),
-                float(module.dmax),
-                renormalizing,
-                out.numpy(),
-                self._stats,
+                x.numpy(), weight, bias, running_mean, running_var, *self._constants, renormalizing, out.numpy(), self._stats
             )
-            module.steps += 1  # type: ignore[operator, assignment]
+            steps += 1  # the module's step count, in place (a tensor's += through the module costs more than the pass)
             self._compiled = (x, renormalizing)
             return out
+        renormalizing = int(module.steps) > module.warmup_steps  # type: ignore[arg-type]
         count = x.shape[1]
         mean = x.mean(dim=1, keepdim=True)
         centered = x - mean
@@ -200,20 +202,31 @@ class LeanBatchRenorm:
         assert self._compiled is not None
         x, renormalizing = self._compiled
         gradient = gradient.contiguous()
-        weight_gradient, bias_gradient = self._gradients if parameter_gradients else (th.empty(x.shape[0]),) * 2
+        weight, _, _, _, _, weight_gradient, bias_gradient, scratch = self._arrays or self._resolve_arrays()
+        if not parameter_gradients:
+            weight_gradient = bias_gradient = scratch
         result = th.empty_like(gradient) if input_gradient else gradient  # not written without input_gradient
         renorm_kernels.renorm_backward(
             gradient.numpy(),
             x.numpy(),
-            self.module.scale.detach().numpy(),
+            weight,
             self._stats,
             renormalizing,
             input_gradient,
-            weight_gradient.numpy(),
-            bias_gradient.numpy(),
+            weight_gradient,
+            bias_gradient,
             result.numpy(),
         )
         return result if input_gradient else None
+
+    def _resolve_arrays(self) -> tuple[np.ndarray, ...]:
+        """NumPy views of the layer's parameters, statistics, step count and gradients, and a scratch row (for
+        passes that want no parameter gradients)."""
+        module = self.module
+        tensors = (module.scale, module.bias, module.ra_mean, module.ra_var, module.steps, *self._gradients)
+        arrays = tuple(tensor.detach().numpy() for tensor in tensors)  # type: ignore[operator]
+        self._arrays = (*arrays, np.empty(module.num_features, dtype=arrays[0].dtype))
+        return self._arrays
 
     def _evaluation_backward(self, gradient: th.Tensor, parameter_gradients: bool) -> th.Tensor:
         x, scale = self._saved

@@ -1,10 +1,11 @@
 """
-BatchRenorm's training forward and backward passes as compiled loops (numba), one pass over each feature's row.
+BatchRenorm's forward passes (training and evaluation) and training backward pass as compiled loops (numba), one
+pass over each feature's row.
 
 The torch path of :class:`~sb3_ddpg_ext.common.lean_norms.LeanBatchRenorm` runs some twenty kernels per pass, each
 reading and writing whole ``features x batch`` arrays; these two functions compute the same maths (written out in
 that class's docstring) reading each row once or twice and writing one, with the per-feature statistics in float64.
-They are used for float32 tensors on the CPU while :data:`use_compiled` is on; the torch path stays the public
+They are used for contiguous float32 tensors on the CPU while :data:`use_compiled` is on; the torch path stays the public
 reference, and the tests compare the two (and both with autograd).
 """
 
@@ -79,6 +80,30 @@ def renorm_forward(
             std,
             shift,
         )
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+def running_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    eps: float,
+    out: np.ndarray,
+    scale: np.ndarray,
+) -> None:  # pragma: no cover
+    """
+    Evaluation mode: ``out = x s + beta - m_run s`` per feature with ``s = gamma / sqrt(v_run + eps)``, written into
+    ``scale`` for the backward pass (``dx = g s``); nothing else changes.
+    """
+    features, count = x.shape
+    for f in range(features):
+        feature_scale = weight[f] / np.sqrt(running_var[f] + eps)
+        offset = bias[f] - running_mean[f] * feature_scale
+        scale[f] = feature_scale
+        for i in range(count):
+            out[f, i] = x[f, i] * feature_scale + offset
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
