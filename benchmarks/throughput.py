@@ -326,7 +326,7 @@ def preset_ceiling_rows(table: list[Row], speeds: dict[tuple[int, str], list[flo
 
 
 def table_lines(
-    table: list[Row], speeds: dict[tuple[int, str], list[float]], ratios: dict[int, list[float]], kind: str
+    table: list[Row], speeds: dict[tuple[int, str], list[float]], ratios: dict[int, list[float]], kind: str, steps: int
 ) -> list[str]:
     """The markdown table of the rows of one kind: medians of steps/s and of the per-repeat ratios, and every ratio."""
     lines = [
@@ -339,7 +339,7 @@ def table_lines(
         baseline = statistics.median(speeds[(index, "baseline")])
         contender = statistics.median(speeds[(index, "contender")])
         each = " / ".join(f"{value:.2f}" for value in ratios[index])
-        name = row.name if row.steps is None else f"{row.name}, {row.steps} timed steps"
+        name = row.name if row.steps is None else f"{row.name}, {min(row.steps, steps)} timed steps"
         lines.append(
             f"| {row.env_id} | {name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | "
             f"{statistics.median(ratios[index]):.2f} | {each} |"
@@ -403,7 +403,7 @@ def main() -> None:
     for kind in (SAME, NEAREST, INTERNAL):
         if not any(row.kind == kind for row in table):
             continue
-        report += ["", f"## {kind}", "", *table_lines(table, speeds, ratios, kind)]
+        report += ["", f"## {kind}", "", *table_lines(table, speeds, ratios, kind, args.steps)]
         if kind == SAME:
             report += ["", *target_lines(table, ratios)]
     report += (

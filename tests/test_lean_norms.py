@@ -19,7 +19,7 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
 @pytest.fixture(autouse=True, params=[True, False], ids=["compiled-renorm", "torch-renorm"])
 def renorm_path(request, monkeypatch):
-    """Every test on both paths of BatchRenorm's training passes: the compiled loops and the torch reference."""
+    """Every test on both paths of BatchRenorm's passes: the compiled loops and the torch reference."""
     monkeypatch.setattr(renorm_kernels, "use_compiled", request.param)
     return request.param
 
@@ -97,9 +97,15 @@ def test_later_passes_see_the_parameters_and_statistics_as_they_change_in_place(
     lean = LeanMLP(network)
     for training in (True, True, False, True, False):
         inputs = th.randn(9, 5) * 2.0 + 0.5
+        output_gradients = th.randn(9, 3)
+        reference.zero_grad()
         expected = reference.train(training)(inputs)
-        outputs, _ = lean.forward(inputs.t().contiguous(), training=training)
+        expected.backward(output_gradients)
+        outputs, activations = lean.forward(inputs.t().contiguous(), training=training)
+        lean.backward(activations, output_gradients.t())
         th.testing.assert_close(outputs, expected.detach().t(), **TOLERANCE)
+        for gradient, (name, parameter) in zip(lean.gradients, reference.named_parameters(), strict=True):
+            th.testing.assert_close(gradient, parameter.grad, **TOLERANCE, msg=name)
         with th.no_grad():
             for ours, theirs in zip(network.parameters(), reference.parameters(), strict=True):
                 ours.mul_(0.9).add_(0.05)

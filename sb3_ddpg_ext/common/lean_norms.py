@@ -84,8 +84,9 @@ class LeanBatchRenorm:
              / sqrt(s^2 + eps)
 
     (at warm-up ``r = 1, d = 0``). Evaluation: the running statistics, an affine map per feature, nothing updated.
-    Training passes of float32 CPU tensors run as compiled loops (:mod:`~sb3_ddpg_ext.common.renorm_kernels`: the
-    same maths, one pass per feature row); this torch code is their reference and the path everywhere else.
+    Passes of contiguous float32 CPU tensors (forward in both modes, backward in training) run as compiled loops
+    (:mod:`~sb3_ddpg_ext.common.renorm_kernels`: the same maths, one pass per feature row); this torch code is their
+    reference and the path everywhere else.
 
     :param module: the layer (affine)
     :param weight_gradient: where the gradient of ``scale`` is written
@@ -101,14 +102,11 @@ class LeanBatchRenorm:
         self._saved: tuple[th.Tensor, ...] = ()
         self._compiled: tuple[th.Tensor, bool] | None = None  # the input and mode of a compiled training pass
         self._stats = np.empty((module.num_features, 6))  # its per-feature statistics (renorm_kernels)
-        # The compiled passes' arguments that outlive a pass, resolved at the first one (views of the same storage, as
-        # the columns above; the constants are fixed at the module's construction): a pass is a few microseconds of
-        # compiled loop, and resolving these at every call cost several times that.
+        # The compiled passes' tensors, as NumPy views resolved at the first pass (the same storage as the columns
+        # above): a pass is a few microseconds of compiled loop, and resolving them at every call cost several times
+        # that. With them, the per-feature scale of an evaluation pass, which the next one overwrites.
         self._arrays: tuple[np.ndarray, ...] | None = None
-        # An evaluation pass's per-feature scale (compiled): written by the pass, read by its backward.
-        self._running_scale = np.empty(module.num_features, dtype=np.float32)
-        self._running_scale_column = th.from_numpy(self._running_scale).unsqueeze(1)
-        self._constants = (float(module.eps), float(module.momentum), float(module.rmax), float(module.dmax))
+        self._running_scale_column = th.empty(0)
 
     @staticmethod
     def supports(module: nn.Module) -> bool:
@@ -119,8 +117,9 @@ class LeanBatchRenorm:
         self._compiled = None
         if not training:
             if renorm_kernels.applies(x) and out.is_contiguous():
-                weight, bias, running_mean, running_var = (self._arrays or self._resolve_arrays())[:4]
-                eps, feature_scale = self._constants[0], self._running_scale
+                arrays = self._arrays or self._resolve_arrays()
+                weight, bias, running_mean, running_var, feature_scale = (*arrays[:4], arrays[-1])
+                eps = float(self.module.eps)
                 renorm_kernels.running_forward(
                     x.numpy(), weight, bias, running_mean, running_var, eps, out.numpy(), feature_scale
                 )
@@ -134,8 +133,9 @@ class LeanBatchRenorm:
         if renorm_kernels.applies(x) and out.is_contiguous():
             weight, bias, running_mean, running_var, steps = (self._arrays or self._resolve_arrays())[:5]
             renormalizing = int(steps) > module.warmup_steps
+            constants = (float(module.eps), float(module.momentum), float(module.rmax), float(module.dmax))
             renorm_kernels.renorm_forward(
-                x.numpy(), weight, bias, running_mean, running_var, *self._constants, renormalizing, out.numpy(), self._stats
+                x.numpy(), weight, bias, running_mean, running_var, *constants, renormalizing, out.numpy(), self._stats
             )
             steps += 1  # the module's step count, in place (a tensor's += through the module costs more than the pass)
             self._compiled = (x, renormalizing)
@@ -171,7 +171,7 @@ class LeanBatchRenorm:
         if self._compiled is not None:
             return self._compiled_backward(gradient, parameter_gradients, input_gradient)
         if len(self._saved) == 2:
-            return self._evaluation_backward(gradient, parameter_gradients) if input_gradient else None
+            return self._evaluation_backward(gradient, parameter_gradients, input_gradient)
         centered, inverse_std, r, d, std, shift = self._saved
         assert inverse_std is not None
         gradient_sum = gradient.sum(dim=1, keepdim=True)
@@ -202,7 +202,7 @@ class LeanBatchRenorm:
         assert self._compiled is not None
         x, renormalizing = self._compiled
         gradient = gradient.contiguous()
-        weight, _, _, _, _, weight_gradient, bias_gradient, scratch = self._arrays or self._resolve_arrays()
+        weight, _, _, _, _, weight_gradient, bias_gradient, scratch, _ = self._arrays or self._resolve_arrays()
         if not parameter_gradients:
             weight_gradient = bias_gradient = scratch
         result = th.empty_like(gradient) if input_gradient else gradient  # not written without input_gradient
@@ -220,22 +220,24 @@ class LeanBatchRenorm:
         return result if input_gradient else None
 
     def _resolve_arrays(self) -> tuple[np.ndarray, ...]:
-        """NumPy views of the layer's parameters, statistics, step count and gradients, and a scratch row (for
-        passes that want no parameter gradients)."""
+        """NumPy views of the layer's parameters, statistics, step count and gradients, a scratch row (for passes
+        that want no parameter gradients) and the evaluation pass's per-feature scale, in the parameters' dtype."""
         module = self.module
         tensors = (module.scale, module.bias, module.ra_mean, module.ra_var, module.steps, *self._gradients)
         arrays = tuple(tensor.detach().numpy() for tensor in tensors)  # type: ignore[operator]
-        self._arrays = (*arrays, np.empty(module.num_features, dtype=arrays[0].dtype))
+        scratch, scale = np.empty_like(arrays[0]), np.empty_like(arrays[0])
+        self._running_scale_column = th.from_numpy(scale).unsqueeze(1)
+        self._arrays = (*arrays, scratch, scale)
         return self._arrays
 
-    def _evaluation_backward(self, gradient: th.Tensor, parameter_gradients: bool) -> th.Tensor:
+    def _evaluation_backward(self, gradient: th.Tensor, parameter_gradients: bool, input_gradient: bool) -> th.Tensor | None:
         x, scale = self._saved
         if parameter_gradients:  # u = (x - m_run) / sigma_run = (y - beta) / gamma
             inverse_std = (self.running_var + self.module.eps).rsqrt()
             projection = th.linalg.vecdot(gradient, x, dim=1).unsqueeze(1)
             self.bias_gradient.copy_(gradient.sum(dim=1, keepdim=True))
             self.weight_gradient.copy_(projection.sub_(self.running_mean * self.bias_gradient).mul_(inverse_std))
-        return gradient * scale
+        return gradient * scale if input_gradient else None
 
 
 def _batch_renorm_forwards() -> tuple[object, ...]:

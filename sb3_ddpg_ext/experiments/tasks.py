@@ -13,8 +13,8 @@ class Task:
     :param support: ``(v_min, v_max)`` of categorical critics, chosen to cover the task's Q-values
     :param threshold: the evaluation return that counts as solving the task, for "steps to threshold": Gymnasium's
         registered ``reward_threshold`` where it has one (Pendulum-v1 has none: -200 is ours; Walker2d-v5 has none:
-        TD3's published return after 1M steps, 4682.8 in Fujimoto et al. 2018, https://arxiv.org/abs/1802.09477,
-        Table 1, on Walker2d-v1). It is also the task's
+        TD3's published score, the maximum average return over 1M steps, 4682.8 in Fujimoto et al. 2018,
+        https://arxiv.org/abs/1802.09477, Table 1, on Walker2d-v1). It is also the task's
         reference score: normalised score = (return - random_score) / (threshold - random_score)
     :param random_score: mean return of uniformly random actions (20 episodes, seeds 0-19, measured here)
     """
