@@ -265,15 +265,20 @@ def plot_learning_curves(
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
-    for algorithm, runs in sorted(runs_by_algorithm.items()):
+    # Matplotlib's default cycle repeats its ten colours from the eleventh line on: more lines take tab20's, and
+    # past twenty a dashed line.
+    palette = plt.get_cmap("tab10" if len(runs_by_algorithm) <= 10 else "tab20").colors  # type: ignore[attr-defined]
+    for index, (algorithm, runs) in enumerate(sorted(runs_by_algorithm.items())):
         length = min(len(run.returns) for run in runs)
         returns = np.stack([run.returns[:length] for run in runs])
         steps = np.mean([run.seconds[:length] for run in runs], axis=0) if wall_clock else runs[0].timesteps[:length]
         rng = np.random.default_rng(0)
         means = returns[rng.integers(0, len(runs), size=(N_RESAMPLES, len(runs)))].mean(axis=1)
         low, high = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
-        (line,) = axes.plot(steps, returns.mean(axis=0), label=f"{algorithm} ({len(runs)} seeds)")
-        axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        color, style = palette[index % len(palette)], "-" if index < len(palette) else "--"
+        label = f"{algorithm} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+        axes.plot(steps, returns.mean(axis=0), color=color, linestyle=style, label=label)
+        axes.fill_between(steps, low, high, color=color, alpha=0.2)
     threshold = TASKS.get(env_id, Task()).threshold
     if threshold is not None:
         axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
