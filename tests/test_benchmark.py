@@ -1,6 +1,7 @@
 """The benchmark grid: one result file per run, resumable, parallel, summarised."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -40,6 +41,15 @@ def test_grid_writes_one_complete_file_per_run_and_resumes(tmp_path, executor, j
     modified = [path.stat().st_mtime_ns for path in paths]
     run_grid(specs, tmp_path, jobs=jobs, executor=executor)
     assert [path.stat().st_mtime_ns for path in paths] == modified
+
+
+def test_a_finished_run_with_another_budget_is_refused_not_taken_for_the_one_asked(tmp_path):
+    (spec,) = _specs(["sb3-td3"])
+    run_grid([spec], tmp_path)
+    longer = dataclasses.replace(spec, timesteps=400)
+    with pytest.raises(ValueError, match=r"holds a run with other settings: timesteps 300 \(asked: 400\)"):
+        run_grid([longer], tmp_path)
+    assert [int(row["timesteps"]) for row in csv.DictReader(spec.path(tmp_path).open())][-1] == 300
 
 
 def test_every_algorithm_builds_and_categorical_critics_get_the_task_support():

@@ -301,7 +301,7 @@ def run_grid(
     if executor not in EXECUTORS:
         raise InvalidValueError(f"`executor` must be one of {list(EXECUTORS)}, got {executor!r}")
     specs = list(specs)
-    pending = [spec for spec in specs if not spec.path(root).exists()]
+    pending = [spec for spec in specs if not _finished(spec, root)]
     if executor == "ray":
         finished = _run_with_ray(pending, jobs, address, checkpoints)
     else:
@@ -311,6 +311,29 @@ def run_grid(
         if checkpoints is not None:
             checkpoints.remove(spec)
     return [spec.path(root) for spec in specs]
+
+
+def _finished(spec: RunSpec, root: pathlib.Path) -> bool:
+    """
+    Whether ``spec``'s run is done: its CSV exists (and its JSON says it is this run).
+
+    :raises ValueError: when the files there hold a run with other settings (another budget, say): skipping it would
+        report that run as this one
+    """
+    path = spec.path(root)
+    if not path.exists():
+        return False
+    metadata = path.with_suffix(".json")
+    if metadata.exists():
+        held = json.loads(metadata.read_text()).get("run", {})
+        wanted = json.loads(json.dumps(asdict(spec), default=str))  # tuples as JSON lists, as written
+        differing = sorted(key for key in wanted if key in held and held[key] != wanted[key])
+        if differing:
+            settings = ", ".join(f"{key} {held[key]!r} (asked: {wanted[key]!r})" for key in differing)
+            raise InvalidValueError(
+                f"{path} holds a run with other settings: {settings}; give runs of another budget their own --root"
+            )
+    return True
 
 
 def _run_with_processes(
