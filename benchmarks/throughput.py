@@ -53,6 +53,10 @@ class Row:
     steps: int | None = None  # timed steps per side and repeat, where the script's default would take too long
     ceiling: str | None = None  # the DDPGExt preset whose floor (collection + matrix products) the report gives
 
+    def timed_steps(self, default: int) -> int:
+        """The steps this row times per side and repeat: the script's ``--steps``, or fewer where the row says."""
+        return default if self.steps is None else min(self.steps, default)
+
 
 def switched_off(module: ModuleType, flag: str) -> type[DDPGExt]:
     """DDPGExt with the switch ``module.flag`` off while it learns (its side-by-side partner keeps the default)."""
@@ -94,7 +98,7 @@ def with_sb3_n_step(algorithm: Callable[..., BaseAlgorithm], n_steps: int, **set
 
 def per_step_preset(name: str) -> dict[str, Any]:
     """A preset with one gradient step per env step, as every row runs (TD7's policy checkpoints train per episode)."""
-    return preset(name, policy_checkpoints=False) if name == "td7" else preset(name)
+    return preset(name, policy_checkpoints=False)
 
 
 def rows(env_ids: list[str]) -> list[Row]:
@@ -309,7 +313,7 @@ def preset_ceiling_rows(table: list[Row], speeds: dict[tuple[int, str], list[flo
             continue
         kwargs = per_step_preset(row.ceiling)
         baseline, ours = (1e3 / statistics.median(speeds[(index, side)]) for side in ("baseline", "contender"))
-        row_steps = min(steps, row.steps or steps)
+        row_steps = row.timed_steps(steps)
         updates = max(10, row_steps // 20)
         collection = 1e3 * statistics.median(
             collection_seconds_per_step(row.env_id, seed, row_steps, **kwargs) for seed in range(3)
@@ -339,7 +343,7 @@ def table_lines(
         baseline = statistics.median(speeds[(index, "baseline")])
         contender = statistics.median(speeds[(index, "contender")])
         each = " / ".join(f"{value:.2f}" for value in ratios[index])
-        name = row.name if row.steps is None else f"{row.name}, {min(row.steps, steps)} timed steps"
+        name = row.name if row.steps is None else f"{row.name}, {row.timed_steps(steps)} timed steps"
         lines.append(
             f"| {row.env_id} | {name} | {row.baseline_name} | {baseline:.1f} | {contender:.1f} | "
             f"{statistics.median(ratios[index]):.2f} | {each} |"
@@ -381,7 +385,7 @@ def main() -> None:
     ratios: dict[int, list[float]] = {}
     for repeat in range(args.repeats):
         for index, row in enumerate(table):
-            steps = args.steps if row.steps is None else min(row.steps, args.steps)
+            steps = row.timed_steps(args.steps)
             baseline, contender = paired_steps_per_second(row, seed=repeat, steps=steps, chunks=args.chunks)
             speeds.setdefault((index, "baseline"), []).append(baseline)
             speeds.setdefault((index, "contender"), []).append(contender)

@@ -8,6 +8,8 @@ Per-feature scalars are ``(features, 1)`` columns, and every broadcast product t
 elementwise kernel given two broadcast columns is several times slower on CPU than two kernels given one each.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import torch as th
 from sb3_contrib.common.torch_layers import BatchRenorm as ContribBatchRenorm
@@ -19,6 +21,23 @@ from sb3_ddpg_ext.common import renorm_kernels
 def _column(tensor: th.Tensor) -> th.Tensor:
     """A ``(features,)`` tensor as a detached ``(features, 1)`` view (same storage)."""
     return tensor.detach().unsqueeze(1)
+
+
+class _CompiledArrays(NamedTuple):
+    """A BatchRenorm layer's tensors as the compiled passes take them: NumPy views of the module's parameters,
+    statistics, step count and the gradients, a scratch row (for passes that want no parameter gradients) and the
+    evaluation pass's per-feature scale, with its ``(features, 1)`` tensor view for the backward pass."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    steps: np.ndarray
+    weight_gradient: np.ndarray
+    bias_gradient: np.ndarray
+    scratch: np.ndarray
+    scale: np.ndarray
+    scale_column: th.Tensor
 
 
 class LeanLayerNorm:
@@ -105,8 +124,7 @@ class LeanBatchRenorm:
         # The compiled passes' tensors, as NumPy views resolved at the first pass (the same storage as the columns
         # above): a pass is a few microseconds of compiled loop, and resolving them at every call cost several times
         # that. With them, the per-feature scale of an evaluation pass, which the next one overwrites.
-        self._arrays: tuple[np.ndarray, ...] | None = None
-        self._running_scale_column = th.empty(0)
+        self._arrays: _CompiledArrays | None = None
 
     @staticmethod
     def supports(module: nn.Module) -> bool:
@@ -117,13 +135,12 @@ class LeanBatchRenorm:
         self._compiled = None
         if not training:
             if renorm_kernels.applies(x) and out.is_contiguous():
-                arrays = self._arrays or self._resolve_arrays()
-                weight, bias, running_mean, running_var, feature_scale = (*arrays[:4], arrays[-1])
+                a = self._arrays or self._resolve_arrays()
                 eps = float(self.module.eps)
                 renorm_kernels.running_forward(
-                    x.numpy(), weight, bias, running_mean, running_var, eps, out.numpy(), feature_scale
+                    x.numpy(), a.weight, a.bias, a.running_mean, a.running_var, eps, out.numpy(), a.scale
                 )
-                self._saved = (x, self._running_scale_column)
+                self._saved = (x, a.scale_column)
                 return out
             inverse_std = (self.running_var + self.module.eps).rsqrt_()
             scale = inverse_std.mul_(self.weight)
@@ -131,13 +148,13 @@ class LeanBatchRenorm:
             return th.mul(x, scale, out=out).add_(self.bias - self.running_mean * scale)
         module = self.module
         if renorm_kernels.applies(x) and out.is_contiguous():
-            weight, bias, running_mean, running_var, steps = (self._arrays or self._resolve_arrays())[:5]
-            renormalizing = int(steps) > module.warmup_steps
+            a = self._arrays or self._resolve_arrays()
+            renormalizing = int(a.steps) > module.warmup_steps
             constants = (float(module.eps), float(module.momentum), float(module.rmax), float(module.dmax))
             renorm_kernels.renorm_forward(
-                x.numpy(), weight, bias, running_mean, running_var, *constants, renormalizing, out.numpy(), self._stats
+                x.numpy(), a.weight, a.bias, a.running_mean, a.running_var, *constants, renormalizing, out.numpy(), self._stats
             )
-            steps += 1  # the module's step count, in place (a tensor's += through the module costs more than the pass)
+            a.steps[...] += 1  # the module's step count, in place (a tensor's += through the module costs more than the pass)
             self._compiled = (x, renormalizing)
             return out
         renormalizing = int(module.steps) > module.warmup_steps  # type: ignore[arg-type]
@@ -202,14 +219,13 @@ class LeanBatchRenorm:
         assert self._compiled is not None
         x, renormalizing = self._compiled
         gradient = gradient.contiguous()
-        weight, _, _, _, _, weight_gradient, bias_gradient, scratch, _ = self._arrays or self._resolve_arrays()
-        if not parameter_gradients:
-            weight_gradient = bias_gradient = scratch
+        a = self._arrays or self._resolve_arrays()
+        weight_gradient, bias_gradient = (a.weight_gradient, a.bias_gradient) if parameter_gradients else (a.scratch,) * 2
         result = th.empty_like(gradient) if input_gradient else gradient  # not written without input_gradient
         renorm_kernels.renorm_backward(
             gradient.numpy(),
             x.numpy(),
-            weight,
+            a.weight,
             self._stats,
             renormalizing,
             input_gradient,
@@ -219,15 +235,26 @@ class LeanBatchRenorm:
         )
         return result if input_gradient else None
 
-    def _resolve_arrays(self) -> tuple[np.ndarray, ...]:
-        """NumPy views of the layer's parameters, statistics, step count and gradients, a scratch row (for passes
-        that want no parameter gradients) and the evaluation pass's per-feature scale, in the parameters' dtype."""
+    def _resolve_arrays(self) -> _CompiledArrays:
+        """The layer's :class:`_CompiledArrays` (scratch and scale in the parameters' dtype), kept for later passes."""
         module = self.module
-        tensors = (module.scale, module.bias, module.ra_mean, module.ra_var, module.steps, *self._gradients)
-        arrays = tuple(tensor.detach().numpy() for tensor in tensors)  # type: ignore[operator]
-        scratch, scale = np.empty_like(arrays[0]), np.empty_like(arrays[0])
-        self._running_scale_column = th.from_numpy(scale).unsqueeze(1)
-        self._arrays = (*arrays, scratch, scale)
+        weight, bias, running_mean, running_var, steps, weight_gradient, bias_gradient = (
+            tensor.detach().numpy()  # type: ignore[operator]
+            for tensor in (module.scale, module.bias, module.ra_mean, module.ra_var, module.steps, *self._gradients)
+        )
+        scale = np.empty_like(weight)
+        self._arrays = _CompiledArrays(
+            weight=weight,
+            bias=bias,
+            running_mean=running_mean,
+            running_var=running_var,
+            steps=steps,
+            weight_gradient=weight_gradient,
+            bias_gradient=bias_gradient,
+            scratch=np.empty_like(weight),
+            scale=scale,
+            scale_column=th.from_numpy(scale).unsqueeze(1),
+        )
         return self._arrays
 
     def _evaluation_backward(self, gradient: th.Tensor, parameter_gradients: bool, input_gradient: bool) -> th.Tensor | None:
